@@ -1,0 +1,86 @@
+"""`decomposed`: standard ONNX ops only, every convolution weight a constant, any batch and size.
+
+- channel and filter attentions scale activations (input and output) instead of the weight;
+- spatial attention scales the k*k shifted copies of the input (im2col by Pad + Slice), which a 1x1
+  convolution with the rearranged constant kernel then sums: the same multiply-adds as the k*k conv;
+- kernel attention: the n kernels run as one stacked convolution and a MatMul with the per-sample
+  kernel weights sums their outputs (n times the multiply-adds, but no run-time weight).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..odconv import AttentionBranch, ODConvSpec, apply_output_affine
+from .registry import register_lowering
+
+
+class DecomposedODConv(nn.Module):
+    def __init__(self, spec: ODConvSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.attention = AttentionBranch(spec)
+        n, c_out, c_in_g, k, _ = spec.weight.shape
+        g = spec.groups
+        self.uses_im2col = spec.head_sizes[2] > 0
+        # Output channels ordered [group, kernel, C_out/g] so that a grouped conv keeps groups apart.
+        stacked = spec.weight.reshape(n, g, c_out // g, c_in_g, k, k).transpose(0, 1)
+        if self.uses_im2col:
+            # Within a group, input channels ordered [tap, C_in/g] to match the stacked taps.
+            stacked = stacked.permute(0, 1, 2, 4, 5, 3).reshape(g * n * c_out // g, k * k * c_in_g, 1, 1)
+        else:
+            stacked = stacked.reshape(g * n * c_out // g, c_in_g, k, k)
+        self.register_buffer("stacked_weight", stacked.contiguous())
+
+    def _taps(self, x: Tensor) -> Tensor:
+        """x: [B, C, H, W] -> [B, k*k, C, H_out, W_out], the input seen by each kernel tap."""
+        spec = self.spec
+        k = spec.kernel_size
+        (pad_h, pad_w), (dil_h, dil_w), (stride_h, stride_w) = spec.padding, spec.dilation, spec.stride
+        padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+        taps = []
+        for i in range(k):
+            # A negative end keeps the slice independent of the input size (dynamic H and W).
+            end_h = -(k - 1 - i) * dil_h or None
+            for j in range(k):
+                end_w = -(k - 1 - j) * dil_w or None
+                taps.append(padded[:, :, i * dil_h:end_h:stride_h, j * dil_w:end_w:stride_w])
+        return torch.stack(taps, dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]"""
+        spec = self.spec
+        batch = x.shape[0]
+        g, n, c_out = spec.groups, spec.kernel_num, spec.out_channels
+        att = self.attention(x)
+        x = x * att.channel.reshape(batch, -1, 1, 1)
+        if self.uses_im2col:
+            taps = self._taps(x) * att.spatial.reshape(batch, -1, 1, 1, 1)
+            # Sizes read from the traced tensor stay symbolic in the export (dynamic H and W).
+            height, width = taps.shape[3], taps.shape[4]
+            if g > 1:
+                taps = taps.reshape(batch, -1, g, spec.in_channels // g, height, width).transpose(1, 2)
+            columns = taps.reshape(batch, -1, height, width)
+            y = F.conv2d(columns, self.stacked_weight, None, 1, 0, 1, g)
+        else:
+            y = F.conv2d(x, self.stacked_weight, None, spec.stride, spec.padding, spec.dilation, g)
+        if att.kernel is not None:
+            height, width = y.shape[2], y.shape[3]
+            per_kernel = y.reshape(batch, g, n, -1).transpose(1, 2) if g > 1 else y
+            per_kernel = per_kernel.reshape(batch, n, -1)
+            y = torch.matmul(att.kernel.unsqueeze(1), per_kernel).reshape(batch, c_out, height, width)
+        if att.filter is not None:
+            y = y * att.filter.reshape(batch, -1, 1, 1)
+        return apply_output_affine(spec, y)
+
+
+@register_lowering(
+    "decomposed",
+    "standard ONNX ops, constant convolution weights (im2col for spatial attention, stacked kernels)",
+    dynamic_batch=True,
+    constant_weights=True,
+)
+def build_decomposed(spec: ODConvSpec) -> nn.Module:
+    return DecomposedODConv(spec)

@@ -1,0 +1,56 @@
+"""The registry of lowerings: named strategies that turn an ODConvSpec into an exportable module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..errors import InputError
+from ..odconv import ODConvSpec
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """A way to write one ODConv layer in exportable operations.
+
+    build(spec) returns a module with ``forward(x: [B, C_in, H, W]) -> [B, C_out, H_out, W_out]`` whose
+    trace exports to ONNX; ``dynamic_batch`` says whether one export serves every batch size, and
+    ``constant_weights`` whether every convolution weight is an initializer (runtimes pre-pack and
+    quantize only those).
+    """
+
+    name: str
+    summary: str
+    build: Callable[[ODConvSpec], nn.Module]
+    dynamic_batch: bool
+    constant_weights: bool
+
+
+_LOWERINGS: dict[str, Lowering] = {}
+
+
+def register_lowering(name: str, summary: str, *, dynamic_batch: bool, constant_weights: bool):
+    """Decorator: register ``build(spec) -> nn.Module`` under ``name``."""
+
+    def decorate(build: Callable[[ODConvSpec], nn.Module]) -> Callable[[ODConvSpec], nn.Module]:
+        if name in _LOWERINGS:
+            raise ValueError(f"lowering {name!r} is registered twice")
+        _LOWERINGS[name] = Lowering(name, summary, build, dynamic_batch, constant_weights)
+        return build
+
+    return decorate
+
+
+def list_lowerings() -> list[str]:
+    return sorted(_LOWERINGS)
+
+
+def get_lowering(name: str) -> Lowering:
+    try:
+        return _LOWERINGS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown lowering {name!r}", hint=f"choose one of: {', '.join(list_lowerings())}"
+        ) from None

@@ -1,0 +1,100 @@
+"""The ODConv forward math, written once over an :class:`ODConvSpec`.
+
+Every lowering builds on :class:`AttentionBranch` (the four attentions) and on the helpers here, so the
+formula that a lowering must reproduce is :func:`reference_forward`:
+
+    y[b] = filter[b] * conv(channel[b] * x[b], sum_n kernel[b, n] * spatial[b] * W[n])
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .spec import ODConvSpec
+
+
+class Attentions(NamedTuple):
+    """Per-sample attentions; an attention that is identically 1 is None."""
+
+    channel: Tensor  # [B, C_in]
+    filter: Tensor | None  # [B, C_out]
+    spatial: Tensor | None  # [B, k*k], row-major over the kernel window
+    kernel: Tensor | None  # [B, n], sums to 1 over n
+
+
+class AttentionBranch(nn.Module):
+    """GAP -> fc (BatchNorm folded) -> ReLU -> merged heads (temperature folded) -> sigmoid / softmax.
+
+    The constants are buffers so that an exported graph carries them as initializers.
+    """
+
+    def __init__(self, spec: ODConvSpec) -> None:
+        super().__init__()
+        self.register_buffer("fc_weight", spec.fc_weight.clone())
+        self.register_buffer("fc_bias", spec.fc_bias.clone())
+        self.register_buffer("head_weight", spec.head_weight.clone())
+        self.register_buffer("head_bias", spec.head_bias.clone())
+        self.head_sizes = spec.head_sizes
+
+    def forward(self, x: Tensor) -> Attentions:
+        """x: [B, C_in, H, W]"""
+        pooled = x.mean(dim=(2, 3))
+        hidden = F.relu(F.linear(pooled, self.fc_weight, self.fc_bias))
+        logits = F.linear(hidden, self.head_weight, self.head_bias)
+        channel_rows, filter_rows, spatial_rows, kernel_rows = self.head_sizes
+        sigmoid_rows = channel_rows + filter_rows + spatial_rows
+        # One Sigmoid over the three sigmoid heads: fewer nodes than one per head.
+        gates = torch.sigmoid(logits[:, :sigmoid_rows] if kernel_rows else logits)
+        channel = gates[:, :channel_rows]
+        filter_ = gates[:, channel_rows:channel_rows + filter_rows] if filter_rows else None
+        spatial = gates[:, channel_rows + filter_rows:sigmoid_rows] if spatial_rows else None
+        kernel = torch.softmax(logits[:, sigmoid_rows:], dim=1) if kernel_rows else None
+        return Attentions(channel, filter_, spatial, kernel)
+
+
+def apply_output_affine(spec: ODConvSpec, y: Tensor) -> Tensor:
+    """Apply a folded post-layer affine map (e.g. a following BatchNorm), if the spec has one."""
+    if spec.out_scale is None:
+        return y
+    return y * spec.out_scale.reshape(1, -1, 1, 1) + spec.out_bias.reshape(1, -1, 1, 1)
+
+
+def aggregate_weights(spec: ODConvSpec, weight: Tensor, attentions: Attentions) -> Tensor:
+    """Per-sample kernels: sum_n kernel[b, n] * spatial[b] * W[n].
+
+    weight: [n, C_out, C_in/g, k, k] -> [B, C_out, C_in/g, k, k]
+    The sum over n is a MatMul: as a broadcast multiply plus ReduceSum it runs hundreds of times
+    slower in OpenVINO.
+    """
+    batch = attentions.channel.shape[0]
+    n = spec.kernel_num
+    if attentions.kernel is None:
+        aggregated = weight.reshape(1, *weight.shape[1:]).expand(batch, *weight.shape[1:])
+    else:
+        aggregated = torch.matmul(attentions.kernel, weight.reshape(n, -1)).reshape(batch, *weight.shape[1:])
+    if attentions.spatial is not None:
+        k = spec.kernel_size
+        aggregated = aggregated * attentions.spatial.reshape(batch, 1, 1, k, k)
+    return aggregated
+
+
+@torch.no_grad()
+def reference_forward(spec: ODConvSpec, x: Tensor) -> Tensor:
+    """The defining formula, one sample at a time (slow; for tests and as documentation).
+
+    x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]
+    """
+    attentions = AttentionBranch(spec)(x)
+    kernels = aggregate_weights(spec, spec.weight, attentions)
+    outputs = []
+    for b in range(x.shape[0]):
+        xb = x[b:b + 1] * attentions.channel[b].reshape(1, -1, 1, 1)
+        yb = F.conv2d(xb, kernels[b], None, spec.stride, spec.padding, spec.dilation, spec.groups)
+        if attentions.filter is not None:
+            yb = yb * attentions.filter[b].reshape(1, -1, 1, 1)
+        outputs.append(yb)
+    return apply_output_affine(spec, torch.cat(outputs))

@@ -1,0 +1,120 @@
+"""One ODConv layer's inference-time parameters, folded: the description every lowering speaks.
+
+Folding happens once, here, when a layer is described:
+- the attention BatchNorm is folded into the attention fc (which gains a bias);
+- the temperature is folded into the heads (logits are divided by it before sigmoid/softmax);
+- the four head 1x1 convolutions are merged into one matrix, rows ordered channel, filter, spatial,
+  kernel; a head whose attention is identically 1 (depthwise filter, 1x1 spatial, a single kernel) is
+  absent and has size 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def _pair(value) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        first, second = value
+        return int(first), int(second)
+    return int(value), int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class ODConvSpec:
+    """Folded parameters of one ODConv layer (eval semantics).
+
+    weight:      [n, C_out, C_in / groups, k, k]   the stacked candidate kernels
+    fc_weight:   [A, C_in]                         attention squeeze, BatchNorm folded in
+    fc_bias:     [A]
+    head_weight: [C_in + F + S + N, A]             merged heads, temperature folded in
+    head_bias:   [C_in + F + S + N]
+    out_scale, out_bias: [C_out] or None           an affine map applied after the layer (a folded
+                                                   BatchNorm that follows it); None when absent
+    head_sizes:  (C_in, F, S, N)                   rows of each head in the merged head, where
+                 F = C_out or 0, S = k*k or 0, N = n or 0 (0 when that attention is identically 1)
+    """
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    kernel_num: int
+    weight: Tensor
+    fc_weight: Tensor
+    fc_bias: Tensor
+    head_weight: Tensor
+    head_bias: Tensor
+    head_sizes: tuple[int, int, int, int]
+    out_scale: Tensor | None = None
+    out_bias: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n, c_out, c_in_g, k, k2 = self.weight.shape
+        assert (n, c_out, c_in_g * self.groups, k, k2) == (
+            self.kernel_num, self.out_channels, self.in_channels, self.kernel_size, self.kernel_size,
+        ), f"weight shape {tuple(self.weight.shape)} does not match the layer's hyper-parameters"
+        assert self.head_weight.shape[0] == sum(self.head_sizes), "head rows do not match head sizes"
+
+    @property
+    def attention_width(self) -> int:
+        return self.fc_weight.shape[0]
+
+    @property
+    def active_attentions(self) -> tuple[str, ...]:
+        names = ("channel", "filter", "spatial", "kernel")
+        return tuple(name for name, size in zip(names, self.head_sizes) if size)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        def one(size: int, axis: int) -> int:
+            span = self.dilation[axis] * (self.kernel_size - 1) + 1
+            return (size + 2 * self.padding[axis] - span) // self.stride[axis] + 1
+
+        return one(height, 0), one(width, 1)
+
+
+def fold_batchnorm(weight: Tensor, bias: Tensor | None, bn: torch.nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Fold an eval-mode BatchNorm that follows a linear map (rows = output channels) into it."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
+    shift = bn.bias.detach() - bn.running_mean.detach() * scale
+    folded_weight = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    folded_bias = shift if bias is None else bias * scale + shift
+    return folded_weight, folded_bias
+
+
+def describe_official(module: torch.nn.Module) -> ODConvSpec:
+    """Describe a module laid out like the official ``ODConv2d`` (names ``weight``, ``attention.fc`` ...)."""
+    attention = module.attention
+    temperature = float(attention.temperature)
+    fc_weight, fc_bias = fold_batchnorm(attention.fc.weight.detach().flatten(1), None, attention.bn)
+
+    heads = [getattr(attention, name, None) for name in ("channel_fc", "filter_fc", "spatial_fc", "kernel_fc")]
+    if module.kernel_num == 1:
+        heads[3] = None  # a softmax over one kernel is identically 1, whatever its logit
+    present = [head for head in heads if head is not None]
+    head_weight = torch.cat([head.weight.detach().flatten(1) for head in present]) / temperature
+    head_bias = torch.cat([head.bias.detach() for head in present]) / temperature
+    sizes = tuple(0 if head is None else head.out_channels for head in heads)
+
+    return ODConvSpec(
+        in_channels=module.in_planes,
+        out_channels=module.out_planes,
+        kernel_size=_pair(module.kernel_size)[0],
+        stride=_pair(module.stride),
+        padding=_pair(module.padding),
+        dilation=_pair(module.dilation),
+        groups=module.groups,
+        kernel_num=module.kernel_num,
+        weight=module.weight.detach().clone(),
+        fc_weight=fc_weight,
+        fc_bias=fc_bias,
+        head_weight=head_weight,
+        head_bias=head_bias,
+        head_sizes=sizes,
+    )
