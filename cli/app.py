@@ -1,0 +1,151 @@
+"""The `odexport` command: a thin Typer layer over the library. It parses options, calls one library
+function, renders the result, and maps odexport errors to exit codes (2 bad input, 1 parity failure)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from odexport.errors import OdexportError
+
+from . import render
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Export ODConv models to ONNX, ONNX Runtime and OpenVINO, and prove they match PyTorch.",
+)
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+CheckpointArg = Annotated[Path, typer.Argument(help="Official training checkpoint, state dict, or TorchScript archive.")]
+ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Architecture name; inferred from the weights when omitted.")]
+UnsafePickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-pickle",
+        help="Allow a checkpoint that pickles whole Python objects (torch.save(model)). Unpickling runs "
+        "arbitrary code from the file: use only on files you trust.",
+    ),
+]
+ImgszOpt = Annotated[str, typer.Option("--imgsz", help="Input size: an int, or H,W.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+
+def _run(action: Callable[[], int | None], debug: bool) -> None:
+    """Run a command body; turn odexport errors into one line on stderr and an exit code."""
+    try:
+        code = action() or 0
+    except OdexportError as error:
+        if debug:
+            traceback.print_exc()
+        stderr.print(f"[bold red]error:[/bold red] {error.message}", soft_wrap=True)
+        if error.hint:
+            stderr.print(f"  hint: {error.hint}", soft_wrap=True)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        stderr.print("interrupted; nothing was left half-written")
+        raise typer.Exit(130) from None
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        stderr.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}", soft_wrap=True)
+        stderr.print("  hint: rerun with --debug and report the traceback")
+        raise typer.Exit(3) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def convert(
+    checkpoint: CheckpointArg,
+    target: Annotated[str, typer.Option("--target", "-t", help="onnx, onnxruntime or openvino.")] = "openvino",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory [default: <checkpoint stem>_<target>].")] = None,
+    imgsz: ImgszOpt = "224",
+    batch: Annotated[str, typer.Option("--batch", help="Batch size: an int, or 'dynamic'.")] = "dynamic",
+    lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX.")] = "decomposed",
+    arch: ArchOpt = None,
+    unsafe_pickle: UnsafePickleOpt = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check parity against PyTorch after converting.")] = True,
+    debug: DebugOpt = False,
+) -> None:
+    """Convert a checkpoint to a deployable artifact and check it against PyTorch."""
+    from odexport.console import ConsoleReporter
+    from odexport.convert import convert_checkpoint
+
+    def action() -> None:
+        result = convert_checkpoint(
+            checkpoint, target=target, output=output, imgsz=imgsz, batch=batch, lowering=lowering, arch=arch,
+            unsafe_pickle=unsafe_pickle, verify=verify, reporter=ConsoleReporter(),
+        )
+        render.conversion(stdout, result)
+
+    _run(action, debug)
+
+
+@app.command()
+def inspect(
+    checkpoint: CheckpointArg,
+    imgsz: ImgszOpt = "224",
+    arch: ArchOpt = None,
+    unsafe_pickle: UnsafePickleOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show what a checkpoint holds: architecture, hyper-parameters, size, and its ODConv layers."""
+    from odexport.checkpoint import load_checkpoint
+    from odexport.convert import parse_imgsz
+    from odexport.inspection import summarize_model
+
+    def action() -> None:
+        size = parse_imgsz(imgsz)
+        loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
+        summary = summarize_model(loaded.model, size)
+        report = {
+            "arch": loaded.arch,
+            "kernel_num": loaded.kernel_num,
+            "reduction": loaded.reduction,
+            "num_classes": loaded.num_classes,
+            "source_format": loaded.source_format,
+            "sha256": loaded.sha256,
+            "inferred": list(loaded.inferred),
+        } | summary.to_dict()
+        if as_json:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        else:
+            render.inspection(stdout, report)
+
+    _run(action, debug)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where the demo writes its files.")] = Path("demo"),
+    kernel_num: Annotated[int, typer.Option("--kernel-num", help="ODConv kernel_num of the demo model.")] = 1,
+    imgsz: ImgszOpt = "224",
+    debug: DebugOpt = False,
+) -> None:
+    """Build a seeded od_resnet18, save it as an official checkpoint, convert it to OpenVINO, check parity."""
+    from odexport.console import ConsoleReporter
+    from odexport.demo import run_demo
+
+    def action() -> None:
+        checkpoint, result = run_demo(output, kernel_num=kernel_num, imgsz=imgsz, reporter=ConsoleReporter())
+        stdout.print(f"Demo checkpoint (official training format): {checkpoint}")
+        render.conversion(stdout, result)
+
+    _run(action, debug)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

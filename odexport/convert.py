@@ -1,0 +1,198 @@
+"""The data path: load -> rewrite ODConv layers -> export ONNX -> write the target -> verify -> move into place."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .artifact import StagedDirectory, write_manifest
+from .checkpoint import load_checkpoint
+from .console import Reporter, SilentReporter
+from .errors import InputError, ParityError
+from .export import OPSET, export_onnx
+from .inputs import IMAGENET, Preprocessing, parity_inputs
+from .lowering import get_lowering
+from .manifest import MANIFEST_FORMAT, versions
+from .parity import TOLERANCES, ParityReport, check_parity
+from .rewrite import lower_model
+from .runners import TorchRunner
+from .targets import get_target
+
+DEFAULT_LOWERING = "decomposed"
+# Batch sizes a dynamic-batch artifact is checked at: 1 and a size that is neither 1 nor a power of two.
+DYNAMIC_BATCH_CHECKS = (1, 3)
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    output_dir: Path
+    model_file: Path
+    manifest: dict
+    parity: ParityReport | None
+
+
+def parse_imgsz(value: str | int | tuple[int, int]) -> tuple[int, int]:
+    """224 -> (224, 224); "224,160" -> (224, 160)."""
+    if isinstance(value, tuple):
+        size = value
+    else:
+        try:
+            parts = [int(part) for part in str(value).replace("x", ",").split(",")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            raise InputError(f"image size {value!r} is not an int or H,W", hint="e.g. --imgsz 224 or --imgsz 224,160")
+        size = (parts[0], parts[-1])
+    if min(size) < 8:
+        raise InputError(f"image size {size} is too small", hint="use at least 8 pixels per side")
+    return size
+
+
+def parse_batch(value: str | int) -> int | None:
+    """"dynamic" -> None; a positive int -> that int."""
+    if str(value).lower() == "dynamic":
+        return None
+    try:
+        batch = int(value)
+    except ValueError:
+        batch = 0
+    if batch < 1:
+        raise InputError(f"batch {value!r} is not a positive int or 'dynamic'", hint="e.g. --batch 1 or --batch dynamic")
+    return batch
+
+
+def convert_checkpoint(
+    checkpoint: Path,
+    *,
+    target: str = "openvino",
+    output: Path | None = None,
+    imgsz: str | int | tuple[int, int] = 224,
+    batch: str | int = "dynamic",
+    lowering: str = DEFAULT_LOWERING,
+    arch: str | None = None,
+    unsafe_pickle: bool = False,
+    verify: bool = True,
+    reporter: Reporter | None = None,
+) -> ConversionResult:
+    """Convert an official-format ODConv checkpoint (or a state dict, or a TorchScript archive)."""
+    reporter = reporter or SilentReporter()
+    checkpoint = Path(checkpoint)
+    get_target(target)  # fail on a bad target before the slow work
+    with reporter.stage("Load", f"reading {checkpoint}") as stage:
+        loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
+        stage.result = f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"
+    for sentence in loaded.inferred:
+        reporter.info(f"  inferred {sentence}")
+    source = {
+        "path": str(checkpoint.absolute()),
+        "sha256": loaded.sha256,
+        "format": loaded.source_format,
+    }
+    model_info = {
+        "arch": loaded.arch,
+        "kernel_num": loaded.kernel_num,
+        "reduction": loaded.reduction,
+        "num_classes": loaded.num_classes,
+        "inferred": list(loaded.inferred),
+    }
+    output = Path(output) if output is not None else Path(f"{checkpoint.name.split('.')[0]}_{target}")
+    return convert_model(
+        loaded.model,
+        target=target,
+        output=output,
+        imgsz=imgsz,
+        batch=batch,
+        lowering=lowering,
+        verify=verify,
+        reporter=reporter,
+        source=source,
+        model_info=model_info,
+    )
+
+
+def convert_model(
+    model: nn.Module,
+    *,
+    target: str,
+    output: Path,
+    imgsz: str | int | tuple[int, int] = 224,
+    batch: str | int = "dynamic",
+    lowering: str = DEFAULT_LOWERING,
+    verify: bool = True,
+    preprocessing: Preprocessing = IMAGENET,
+    reporter: Reporter | None = None,
+    source: dict | None = None,
+    model_info: dict | None = None,
+) -> ConversionResult:
+    """Convert an in-memory image model ([B, 3, H, W] in) to ``target`` in ``output``."""
+    reporter = reporter or SilentReporter()
+    size = parse_imgsz(imgsz)
+    fixed_batch = parse_batch(batch)
+    chosen_target = get_target(target)
+    chosen_lowering = get_lowering(lowering)
+    if fixed_batch is None and not chosen_lowering.dynamic_batch:
+        raise InputError(f"lowering {lowering!r} cannot export a dynamic batch", hint="pass --batch N")
+    model = model.eval()
+
+    with StagedDirectory(Path(output)) as staged, tempfile.TemporaryDirectory(prefix="odexport-") as work:
+        with reporter.stage("Rewrite", f"lowering ODConv layers ({chosen_lowering.name})") as stage:
+            lowered, layers = lower_model(model, chosen_lowering)
+            stage.result = f"{len(layers)} ODConv layers"
+        example = torch.zeros(fixed_batch or 1, 3, *size)
+        with reporter.stage("ONNX", f"exporting at {size[0]}x{size[1]}, batch {fixed_batch or 'dynamic'}") as stage:
+            graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None)
+            stage.result = f"opset {OPSET}, input {list(graph.input_shape)}"
+        metadata = {
+            "odexport.lowering": chosen_lowering.name,
+            "odexport.preprocessing": str(preprocessing.to_dict()),
+            "odexport.version": versions()["odexport"] or "",
+        }
+        with reporter.stage(chosen_target.name, f"writing {chosen_target.summary}") as stage:
+            model_file = chosen_target.write(graph.path, staged.path, metadata)
+            stage.result = f"{model_file.name}"
+
+        parity = None
+        if verify:
+            with reporter.stage("Parity", f"PyTorch vs {chosen_target.name}") as stage:
+                runner = chosen_target.runner(model_file)
+                reference = TorchRunner(model, (graph.input_name,), graph.output_names)
+                samples = parity_inputs(size)
+                checks = (fixed_batch,) if fixed_batch else DYNAMIC_BATCH_CHECKS
+                parity = check_parity(reference, runner, samples, batch_sizes=checks, tolerance=TOLERANCES["fp32"])
+                stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
+            if not parity.passed:
+                worst = max(parity.outputs, key=lambda o: o.max_abs_error / max(o.limit, 1e-30))
+                raise ParityError(
+                    f"parity check failed on {runner.name}: {worst.name} max abs error {worst.max_abs_error:.3g} "
+                    f"exceeds the fp32 limit {worst.limit:.3g} ({worst.max_abs_error / worst.limit:.1f}x); "
+                    f"nothing was written to {output}",
+                    hint="rerun with another --lowering, or with --no-verify to keep the artifact for inspection",
+                )
+
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "source": source,
+            "model": model_info,
+            "target": chosen_target.name,
+            "lowering": chosen_lowering.name,
+            "files": sorted(p.name for p in staged.path.iterdir()),
+            "inputs": [{"name": graph.input_name, "shape": list(graph.input_shape), "dtype": "float32"}],
+            "outputs": [
+                {"name": name, "shape": list(shape), "dtype": "float32"}
+                for name, shape in zip(graph.output_names, graph.output_shapes)
+            ],
+            "preprocessing": preprocessing.to_dict(),
+            "odconv_layers": [
+                {"path": layer.path, "adapter": layer.adapter, "attentions": list(layer.spec.active_attentions)}
+                for layer in layers
+            ],
+            "versions": versions(),
+            "parity": parity.to_dict() if parity else None,
+        }
+        write_manifest(staged.path, manifest)
+        final = staged.commit()
+    return ConversionResult(final, final / model_file.name, manifest, parity)

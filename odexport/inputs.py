@@ -1,0 +1,69 @@
+"""Inputs for parity checks: real photographs shipped with scikit-image, and seeded random tensors."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Photographs bundled inside the scikit-image wheel (no download at run time).
+PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects of its input; recorded in every manifest."""
+
+    layout: str = "NCHW"
+    color: str = "RGB"
+    scale: float = 1 / 255
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    resize: str = "shorter side to size/0.875, then center crop"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+IMAGENET = Preprocessing()
+
+
+def preprocess(image: np.ndarray, size: tuple[int, int], spec: Preprocessing = IMAGENET) -> np.ndarray:
+    """image: [H, W, 3] uint8 RGB -> [3, h, w] float32, resized and normalised as ``spec`` says."""
+    height, width = size
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() * spec.scale
+    scale = max(height, width) / 0.875 / min(tensor.shape[-2:])
+    resized_size = (max(height, round(tensor.shape[-2] * scale)), max(width, round(tensor.shape[-1] * scale)))
+    tensor = F.interpolate(tensor, size=resized_size, mode="bilinear", antialias=True, align_corners=False)
+    top = (resized_size[0] - height) // 2
+    left = (resized_size[1] - width) // 2
+    tensor = tensor[..., top:top + height, left:left + width]
+    mean = torch.tensor(spec.mean).reshape(1, 3, 1, 1)
+    std = torch.tensor(spec.std).reshape(1, 3, 1, 1)
+    return ((tensor - mean) / std)[0].numpy().astype(np.float32)
+
+
+def photographs(size: tuple[int, int], spec: Preprocessing = IMAGENET) -> np.ndarray:
+    """The bundled photographs, preprocessed: [N, 3, h, w] float32."""
+    import skimage.data
+
+    return np.stack([preprocess(getattr(skimage.data, name)(), size, spec) for name in PHOTOGRAPHS])
+
+
+def random_inputs(count: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Seeded standard-normal inputs, the scale of normalised images: [count, 3, h, w] float32."""
+    return np.random.default_rng(seed).standard_normal((count, 3, *size), dtype=np.float32)
+
+
+def parity_inputs(size: tuple[int, int], *, random_count: int = 2, seed: int = 0) -> np.ndarray:
+    """Photographs followed by random inputs: [N, 3, h, w] float32."""
+    return np.concatenate([photographs(size), random_inputs(random_count, size, seed)])
+
+
+def batches(samples: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Split ``samples`` into batches of exactly ``batch_size``, cycling samples to fill the last one."""
+    count = -(-len(samples) // batch_size) * batch_size
+    indices = np.arange(count) % len(samples)
+    return [samples[indices[i:i + batch_size]] for i in range(0, count, batch_size)]

@@ -1,0 +1,114 @@
+"""Compare a candidate runtime's outputs with the reference's; results are plain data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .runners import Runner
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An output passes when max |candidate - reference| <= atol + rtol * max |reference|.
+
+    Relative to the output's largest magnitude, not element-wise: logits near zero would make an
+    element-wise relative error meaningless.
+    """
+
+    name: str
+    atol: float
+    rtol: float
+    min_top1_agreement: float = 0.0
+
+    def limit(self, reference: np.ndarray) -> float:
+        return self.atol + self.rtol * float(np.abs(reference).max(initial=0.0))
+
+
+TOLERANCES = {
+    "fp32": Tolerance("fp32", atol=1e-5, rtol=1e-4),
+}
+
+
+@dataclass(frozen=True)
+class OutputParity:
+    name: str
+    shape: tuple[int, ...]
+    max_abs_error: float
+    mean_abs_error: float
+    max_rel_error: float  # max abs error / max |reference|
+    limit: float
+    top1_agreement: float | None  # fraction of samples whose arg-max matches; None for non-vector outputs
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    runtime: str
+    tolerance: Tolerance
+    samples: int
+    batch_sizes: tuple[int, ...]
+    outputs: tuple[OutputParity, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return all(output.passed for output in self.outputs)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"passed": self.passed}
+
+    def summary(self) -> str:
+        parts = []
+        for out in self.outputs:
+            agree = "" if out.top1_agreement is None else f", top-1 agreement {out.top1_agreement:.0%}"
+            parts.append(
+                f"{out.name}: max abs {out.max_abs_error:.2e} (limit {out.limit:.2e}), "
+                f"max rel {out.max_rel_error:.2e}{agree}"
+            )
+        return "; ".join(parts)
+
+
+def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) -> OutputParity:
+    if reference.shape != candidate.shape:
+        return OutputParity(name, tuple(candidate.shape), float("inf"), float("inf"), float("inf"),
+                            tolerance.limit(reference), None, False)
+    error = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
+    scale = float(np.abs(reference).max(initial=0.0)) or 1.0
+    top1 = None
+    if reference.ndim == 2:
+        top1 = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+    max_abs = float(error.max(initial=0.0))
+    limit = tolerance.limit(reference)
+    passed = bool(np.isfinite(candidate).all()) and max_abs <= limit
+    if top1 is not None and top1 < tolerance.min_top1_agreement:
+        passed = False
+    return OutputParity(name, tuple(reference.shape), max_abs, float(error.mean()), max_abs / scale, limit, top1, passed)
+
+
+def check_parity(
+    reference: Runner,
+    candidate: Runner,
+    samples: np.ndarray,
+    *,
+    batch_sizes: tuple[int, ...] = (1,),
+    tolerance: Tolerance = TOLERANCES["fp32"],
+) -> ParityReport:
+    """Run both runners on ``samples`` ([N, ...]) split into each batch size; compare all outputs."""
+    from .inputs import batches
+
+    collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    input_name = candidate.input_names[0]
+    for batch_size in batch_sizes:
+        for batch in batches(samples, batch_size):
+            expected = reference.infer({reference.input_names[0]: batch})
+            actual = candidate.infer({input_name: batch})
+            for ref_name, cand_name in zip(reference.output_names, candidate.output_names):
+                refs, cands = collected.setdefault(cand_name, ([], []))
+                refs.append(expected[ref_name])
+                cands.append(actual[cand_name])
+    outputs = tuple(
+        compare_output(name, np.concatenate(refs), np.concatenate(cands), tolerance)
+        for name, (refs, cands) in collected.items()
+    )
+    return ParityReport(candidate.name, tolerance, len(samples), tuple(batch_sizes), outputs)

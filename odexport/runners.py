@@ -1,0 +1,85 @@
+"""Runtimes behind one interface: ``infer(feed) -> {output name: array}``.
+
+Sessions are built once per runner and reused; verify, profile and calibration all go through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Runner(Protocol):
+    name: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class TorchRunner:
+    """PyTorch eager, the reference."""
+
+    name = "pytorch"
+
+    def __init__(self, module: nn.Module, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> None:
+        self.module = module.eval()
+        self.input_names = input_names
+        self.output_names = output_names
+
+    @torch.no_grad()
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.module(*(torch.from_numpy(feed[name]) for name in self.input_names))
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs,)
+        return {name: out.numpy() for name, out in zip(self.output_names, outputs)}
+
+
+class OnnxRuntimeRunner:
+    """ONNX Runtime on the CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(list(self.output_names), feed)))
+
+
+class OpenVINORunner:
+    """OpenVINO on the CPU.
+
+    precision "f32" pins the inference precision: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise
+    runs f32 models in bf16 by default, which would turn a parity check into a precision check.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: Path, *, precision: str = "f32", threads: int | None = None) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
+        self.output_names = tuple(port.get_any_name() for port in self.compiled.outputs)
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.request.infer({name: feed[name] for name in self.input_names})
+        return {name: np.array(results[port]) for name, port in zip(self.output_names, self.compiled.outputs)}

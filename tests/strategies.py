@@ -1,0 +1,80 @@
+"""Hypothesis strategies and builders shared by the tests: randomised ODConv layers and their inputs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from hypothesis import strategies as st
+
+from odexport.models import ODConv2d
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int
+    dilation: int
+    groups: int
+    kernel_num: int
+    reduction: float
+    temperature: float
+    batch: int
+    height: int
+    width: int
+    seed: int
+
+
+def build_layer(case: LayerCase) -> tuple[ODConv2d, torch.Tensor]:
+    """A randomised ODConv2d in eval mode whose attentions are far from uniform, and an input for it."""
+    layer = ODConv2d(case.in_channels, case.out_channels, case.kernel_size, case.stride, case.padding,
+                     case.dilation, case.groups, case.reduction, case.kernel_num)
+    generator = torch.Generator().manual_seed(case.seed)
+    with torch.no_grad():
+        for name, tensor in layer.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+                continue
+            fan_in = math.prod(tensor.shape[1:]) if tensor.dim() > 1 else 1
+            # Heads get logits of a few units so that sigmoids and the softmax are far from flat.
+            scale = 2.0 if tensor.dim() == 1 else 1.5 / math.sqrt(fan_in)
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * scale)
+    layer.update_temperature(case.temperature)
+    x = torch.randn(case.batch, case.in_channels, case.height, case.width, generator=generator)
+    return layer.eval(), x
+
+
+@st.composite
+def layer_cases(draw, max_batch: int = 4) -> LayerCase:
+    kernel_size = draw(st.sampled_from([1, 3, 5, 7]))
+    grouping = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    if grouping == "depthwise":
+        groups = in_channels = out_channels = draw(st.integers(3, 20))
+    else:
+        groups = 1 if grouping == "dense" else draw(st.sampled_from([2, 3]))
+        in_channels = groups * draw(st.integers(1, 7))
+        out_channels = groups * draw(st.integers(1, 7))
+    dilation = draw(st.sampled_from([1, 2])) if kernel_size > 1 else 1
+    span = dilation * (kernel_size - 1) + 1
+    return LayerCase(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel_size,
+        stride=draw(st.sampled_from([1, 2])),
+        padding=draw(st.integers(0, dilation * (kernel_size - 1) // 2)),
+        dilation=dilation,
+        groups=groups,
+        kernel_num=draw(st.integers(1, 8)),
+        reduction=draw(st.sampled_from([0.0625, 0.25, 1.0])),
+        temperature=draw(st.sampled_from([1.0, 0.5, 4.0])),
+        batch=draw(st.integers(1, max_batch)),
+        height=draw(st.integers(max(span - 2, 1) + 2, 17)),
+        width=draw(st.integers(max(span - 2, 1) + 2, 17)),
+        seed=draw(st.integers(0, 2**16)),
+    )
