@@ -3,3 +3,36 @@ from pathlib import Path
 
 # Tests import shared helpers (strategies.py) by module name.
 sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest
+import torch
+
+from odexport.checkpoint import save_official_checkpoint
+from odexport.models import create_model, randomize_
+
+
+class CheckpointFactory:
+    """Official-format checkpoints of zoo models with seeded random weights, written once per session."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.cache: dict[tuple, Path] = {}
+
+    def __call__(self, arch: str, *, kernel_num: int = 1, reduction: float = 0.0625, num_classes: int = 10,
+                 seed: int = 0) -> Path:
+        key = (arch, kernel_num, reduction, num_classes, seed)
+        if key not in self.cache:
+            kwargs = {"num_classes": num_classes}
+            if arch.startswith("od_"):
+                kwargs |= {"kernel_num": kernel_num, "reduction": reduction}
+            with torch.no_grad():
+                model = randomize_(create_model(arch, **kwargs), seed=seed)
+            path = self.directory / f"{arch}_k{kernel_num}_r{reduction}_c{num_classes}_s{seed}.pth.tar"
+            save_official_checkpoint(model, path)
+            self.cache[key] = path
+        return self.cache[key]
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint(tmp_path_factory) -> CheckpointFactory:
+    return CheckpointFactory(tmp_path_factory.mktemp("checkpoints"))

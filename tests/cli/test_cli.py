@@ -1,0 +1,186 @@
+"""The odexport command as users run it: exit codes, one-line errors, untouched output directories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from odexport.cli.app import app
+
+runner = CliRunner()
+
+
+def run_cli(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, exit_code: int, *phrases: str) -> None:
+    """Stderr ends with one error line and a hint line (after any progress lines); no traceback."""
+    assert result.exit_code == exit_code, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0] == len(lines) - 2, result.stderr
+    assert lines[-1].startswith("  hint: "), result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, (phrase, result.stderr)
+
+
+@pytest.fixture
+def output_dir(tmp_path):
+    """An existing output directory holding an earlier artifact: errors must leave it as it was."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    return out
+
+
+def untouched(out) -> bool:
+    """The earlier artifact is as it was and no staging directory was left beside it."""
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(".out")]
+    return not leftovers and [p.name for p in out.iterdir()] == ["manifest.json"]
+
+
+def test_missing_file(tmp_path, output_dir):
+    result = run_cli("convert", tmp_path / "nope.pth.tar", "-o", output_dir)
+    assert_clean_error(result, 2, "nope.pth.tar", "no such file")
+    assert untouched(output_dir)
+
+
+def test_directory_instead_of_checkpoint(tmp_path, output_dir):
+    result = run_cli("convert", tmp_path, "-o", output_dir)
+    assert_clean_error(result, 2, "directory")
+    assert untouched(output_dir)
+
+
+def test_not_a_checkpoint(tmp_path, output_dir):
+    path = tmp_path / "notes.pth"
+    path.write_text("these are not weights\n")
+    result = run_cli("convert", path, "-o", output_dir)
+    assert_clean_error(result, 2, "notes.pth")
+    assert untouched(output_dir)
+
+
+def test_truncated_checkpoint(official_checkpoint, tmp_path, output_dir):
+    data = official_checkpoint("od_resnet18").read_bytes()
+    path = tmp_path / "truncated.pth.tar"
+    path.write_bytes(data[: len(data) // 2])
+    result = run_cli("convert", path, "-o", output_dir)
+    assert_clean_error(result, 2, "truncated")
+    assert untouched(output_dir)
+
+
+def test_unknown_architecture(tmp_path, output_dir):
+    path = tmp_path / "other.pth"
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 2)).state_dict(), path)
+    result = run_cli("convert", path, "-o", output_dir)
+    assert_clean_error(result, 2, "architecture")
+    assert untouched(output_dir)
+
+
+def test_wrong_arch(official_checkpoint, output_dir):
+    result = run_cli("convert", official_checkpoint("od_resnet18"), "--arch", "od_resnet34", "-o", output_dir)
+    assert_clean_error(result, 2, "od_resnet34", "layer1.2")
+    assert untouched(output_dir)
+
+
+def test_unknown_arch_name(official_checkpoint, output_dir):
+    result = run_cli("convert", official_checkpoint("od_resnet18"), "--arch", "od_vgg16", "-o", output_dir)
+    assert_clean_error(result, 2, "od_vgg16", "od_resnet18")
+    assert untouched(output_dir)
+
+
+def test_unknown_target(official_checkpoint, output_dir):
+    result = run_cli("convert", official_checkpoint("od_resnet18"), "--target", "tensorrt", "-o", output_dir)
+    assert_clean_error(result, 2, "tensorrt", "openvino")
+    assert untouched(output_dir)
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_unwritable_output(official_checkpoint, tmp_path, where):
+    # Tests run as root in CI, where permission bits do not stop writes: use places no one can write.
+    if where == "under-a-file":
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        output = blocker / "out"
+    else:
+        output = "/proc/odexport-test-out"
+    result = run_cli("convert", official_checkpoint("od_resnet18"), "-o", output, "--imgsz", "32")
+    assert_clean_error(result, 2, "cannot write")
+    if where == "under-a-file":
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_bad_imgsz_and_batch(official_checkpoint, output_dir):
+    assert_clean_error(run_cli("convert", official_checkpoint("od_resnet18"), "--imgsz", "big", "-o", output_dir),
+                       2, "big")
+    assert_clean_error(run_cli("convert", official_checkpoint("od_resnet18"), "--batch", "0", "-o", output_dir),
+                       2, "batch")
+    assert untouched(output_dir)
+
+
+def test_convert_prints_parity_and_location(official_checkpoint, tmp_path):
+    output = tmp_path / "converted"
+    result = run_cli("convert", official_checkpoint("od_mobilenetv2_050", kernel_num=2), "-o", output,
+                     "--imgsz", "48", "--target", "onnx")
+    assert result.exit_code == 0, result.stderr
+    assert "PASSED" in result.stdout
+    assert str(output) in result.stdout.replace("\n", "")
+    assert "inferred arch od_mobilenetv2_050" in result.stderr
+    assert (output / "model.onnx").is_file()
+
+
+def test_default_output_is_checkpoint_stem_and_target(official_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = official_checkpoint("od_resnet18")
+    result = run_cli("convert", checkpoint, "--imgsz", "32", "--target", "onnx", "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    stem = checkpoint.name.split(".")[0]
+    assert (tmp_path / f"{stem}_onnx" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arch", "kernel_num", "reduction"),
+    [("od_resnet18", 4, 0.0625), ("od_mobilenetv2_050", 2, 0.25), ("resnet18", 1, 0.0625)],
+)
+def test_inspect_json_reports_what_was_inferred(official_checkpoint, arch, kernel_num, reduction):
+    result = run_cli("inspect", official_checkpoint(arch, kernel_num=kernel_num, reduction=reduction),
+                     "--json", "--imgsz", "224")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"arch", "kernel_num", "reduction", "num_classes", "params", "macs", "layers"} <= set(report)
+    assert (report["arch"], report["kernel_num"], report["num_classes"]) == (arch, kernel_num, 10)
+    if arch.startswith("od_"):
+        assert report["reduction"] == reduction
+        layer = report["layers"][0]
+        assert {"path", "in_channels", "out_channels", "kernel_size", "stride", "groups", "kernel_num",
+                "attentions"} <= set(layer)
+        assert "channel" in layer["attentions"]
+    else:
+        assert report["layers"] == []
+
+
+def test_inspect_counts_params_and_macs(official_checkpoint):
+    od = json.loads(run_cli("inspect", official_checkpoint("od_resnet18", num_classes=1000), "--json").stdout)
+    static = json.loads(run_cli("inspect", official_checkpoint("resnet18", num_classes=1000), "--json").stdout)
+    assert round(od["params"] / 1e6, 2) == 11.94  # the paper's table
+    assert round(static["params"] / 1e6, 2) == 11.69
+    assert round(static["macs"] / 1e9, 3) == 1.814  # ResNet-18 at 224x224, as commonly reported
+    # ODConv adds attention branches and kernel modulation: a small fraction of the static cost.
+    assert 1.0 < od["macs"] / static["macs"] < 1.04
+
+
+def test_real_process_exit_codes(official_checkpoint, tmp_path):
+    """The installed console script, as a shell runs it."""
+    bad = subprocess.run([sys.executable, "-m", "odexport.cli.app", "convert", str(tmp_path / "missing.pth")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "error: " in bad.stderr and "no such file" in bad.stderr
+    debug = subprocess.run([sys.executable, "-m", "odexport.cli.app", "convert", str(tmp_path / "missing.pth"),
+                            "--debug"], capture_output=True, text=True)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
