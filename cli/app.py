@@ -68,7 +68,7 @@ def convert(
     target: Annotated[str, typer.Option("--target", "-t", help="onnx, onnxruntime or openvino.")] = "openvino",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory [default: <checkpoint stem>_<target>].")] = None,
     imgsz: ImgszOpt = "224",
-    batch: Annotated[str, typer.Option("--batch", help="Batch size: an int, or 'dynamic'.")] = "dynamic",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: dynamic, or 1 for a fixed-batch lowering]")] = None,
     lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX.")] = "decomposed",
     arch: ArchOpt = None,
     unsafe_pickle: UnsafePickleOpt = False,

@@ -38,7 +38,7 @@ def inspection(console: Console, report: dict) -> None:
     console.print(f"[bold]{report['arch']}[/bold]  kernel_num {report['kernel_num']}  reduction {report['reduction']}  "
                   f"classes {report['num_classes']}  ({report['source_format']})")
     for sentence in report["inferred"]:
-        console.print(f"  inferred {sentence}")
+        console.print(f"  - {sentence}")
     height, width = report["input_size"]
     console.print(f"params {_millions(report['params'])}  MACs {report['macs'] / 1e9:.3f}G at {height}x{width}")
     table = Table(title=f"{len(report['layers'])} ODConv layers")

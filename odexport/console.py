@@ -49,14 +49,15 @@ class ConsoleReporter:
     def stage(self, name: str, action: str) -> Iterator[Stage]:
         stage = Stage()
         start = time.perf_counter()
-        self.console.print(f"[bold]{name}:[/bold] {action}...")
+        self.console.print(f"[bold]{name}:[/bold] {action}...", soft_wrap=True)
         try:
             yield stage
         except BaseException:
             self.console.print(f"[bold]{name}:[/bold] [red]failed[/red] after {time.perf_counter() - start:.1f}s")
             raise
         detail = f", {stage.result}" if stage.result else ""
-        self.console.print(f"[bold]{name}:[/bold] [green]done[/green] in {time.perf_counter() - start:.1f}s{detail}")
+        self.console.print(f"[bold]{name}:[/bold] [green]done[/green] in {time.perf_counter() - start:.1f}s{detail}",
+                           soft_wrap=True)
 
     def info(self, message: str) -> None:
-        self.console.print(message)
+        self.console.print(message, soft_wrap=True)

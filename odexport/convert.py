@@ -71,7 +71,7 @@ def convert_checkpoint(
     target: str = "openvino",
     output: Path | None = None,
     imgsz: str | int | tuple[int, int] = 224,
-    batch: str | int = "dynamic",
+    batch: str | int | None = None,
     lowering: str = DEFAULT_LOWERING,
     arch: str | None = None,
     unsafe_pickle: bool = False,
@@ -86,7 +86,7 @@ def convert_checkpoint(
         loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
         stage.result = f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"
     for sentence in loaded.inferred:
-        reporter.info(f"  inferred {sentence}")
+        reporter.info(f"  - {sentence}")
     source = {
         "path": str(checkpoint.absolute()),
         "sha256": loaded.sha256,
@@ -120,7 +120,7 @@ def convert_model(
     target: str,
     output: Path,
     imgsz: str | int | tuple[int, int] = 224,
-    batch: str | int = "dynamic",
+    batch: str | int | None = None,
     lowering: str = DEFAULT_LOWERING,
     verify: bool = True,
     preprocessing: Preprocessing = IMAGENET,
@@ -128,14 +128,20 @@ def convert_model(
     source: dict | None = None,
     model_info: dict | None = None,
 ) -> ConversionResult:
-    """Convert an in-memory image model ([B, 3, H, W] in) to ``target`` in ``output``."""
+    """Convert an in-memory image model ([B, 3, H, W] in) to ``target`` in ``output``.
+
+    batch: an int, "dynamic", or None for dynamic where the lowering allows it and 1 otherwise.
+    """
     reporter = reporter or SilentReporter()
     size = parse_imgsz(imgsz)
-    fixed_batch = parse_batch(batch)
     chosen_target = get_target(target)
     chosen_lowering = get_lowering(lowering)
+    if batch is None:
+        batch = "dynamic" if chosen_lowering.dynamic_batch else 1
+    fixed_batch = parse_batch(batch)
     if fixed_batch is None and not chosen_lowering.dynamic_batch:
-        raise InputError(f"lowering {lowering!r} cannot export a dynamic batch", hint="pass --batch N")
+        raise InputError(f"lowering {lowering!r} cannot export a dynamic batch",
+                         hint="pass --batch N, or choose a lowering with a dynamic batch (decomposed)")
     model = model.eval()
 
     with StagedDirectory(Path(output)) as staged, tempfile.TemporaryDirectory(prefix="odexport-") as work:
@@ -144,7 +150,8 @@ def convert_model(
             stage.result = f"{len(layers)} ODConv layers"
         example = torch.zeros(fixed_batch or 1, 3, *size)
         with reporter.stage("ONNX", f"exporting at {size[0]}x{size[1]}, batch {fixed_batch or 'dynamic'}") as stage:
-            graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None)
+            graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None,
+                                finalize=chosen_lowering.finalize_onnx)
             stage.result = f"opset {OPSET}, input {list(graph.input_shape)}"
         metadata = {
             "odexport.lowering": chosen_lowering.name,

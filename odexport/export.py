@@ -6,6 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import onnx
 import torch
@@ -38,8 +39,13 @@ def export_onnx(
     dynamic_batch: bool = True,
     dynamic_size: bool = False,
     output_names: tuple[str, ...] | None = None,
+    finalize: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
 ) -> ExportedGraph:
-    """Export ``module`` traced on ``example`` ([B, C, H, W]) to ``path``; returns what the graph exposes."""
+    """Export ``module`` traced on ``example`` ([B, C, H, W]) to ``path``; returns what the graph exposes.
+
+    finalize: a rewrite of the traced ONNX model applied before it is checked and saved (a lowering's
+    ``finalize_onnx``).
+    """
     module = module.eval()
     with torch.no_grad():
         outputs = module(example)
@@ -77,6 +83,8 @@ def export_onnx(
         ) from error
 
     model = onnx.load_from_string(buffer.getvalue())
+    if finalize is not None:
+        model = finalize(model)
     model.producer_name = "odexport"
     model.doc_string = ""
     # check_model(full_check=True) would run shape inference a second time; strict inference plus the

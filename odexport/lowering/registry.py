@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import onnx
 from torch import nn
 
 from ..errors import InputError
@@ -18,7 +19,8 @@ class Lowering:
     build(spec) returns a module with ``forward(x: [B, C_in, H, W]) -> [B, C_out, H_out, W_out]`` whose
     trace exports to ONNX; ``dynamic_batch`` says whether one export serves every batch size, and
     ``constant_weights`` whether every convolution weight is an initializer (runtimes pre-pack and
-    quantize only those).
+    quantize only those). ``finalize_onnx``, when given, rewrites the exported ONNX model before it is
+    checked and saved (e.g. to attach function bodies to custom-domain nodes).
     """
 
     name: str
@@ -26,18 +28,26 @@ class Lowering:
     build: Callable[[ODConvSpec], nn.Module]
     dynamic_batch: bool
     constant_weights: bool
+    finalize_onnx: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None
 
 
 _LOWERINGS: dict[str, Lowering] = {}
 
 
-def register_lowering(name: str, summary: str, *, dynamic_batch: bool, constant_weights: bool):
+def register_lowering(
+    name: str,
+    summary: str,
+    *,
+    dynamic_batch: bool,
+    constant_weights: bool,
+    finalize_onnx: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
+):
     """Decorator: register ``build(spec) -> nn.Module`` under ``name``."""
 
     def decorate(build: Callable[[ODConvSpec], nn.Module]) -> Callable[[ODConvSpec], nn.Module]:
         if name in _LOWERINGS:
             raise ValueError(f"lowering {name!r} is registered twice")
-        _LOWERINGS[name] = Lowering(name, summary, build, dynamic_batch, constant_weights)
+        _LOWERINGS[name] = Lowering(name, summary, build, dynamic_batch, constant_weights, finalize_onnx)
         return build
 
     return decorate

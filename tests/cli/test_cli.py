@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from odexport.cli.app import app
+from odexport.models import list_models
 
 runner = CliRunner()
 
@@ -131,7 +132,7 @@ def test_convert_prints_parity_and_location(official_checkpoint, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "PASSED" in result.stdout
     assert str(output) in result.stdout.replace("\n", "")
-    assert "inferred arch od_mobilenetv2_050" in result.stderr
+    assert "- arch od_mobilenetv2_050" in result.stderr
     assert (output / "model.onnx").is_file()
 
 
@@ -184,3 +185,18 @@ def test_real_process_exit_codes(official_checkpoint, tmp_path):
     debug = subprocess.run([sys.executable, "-m", "odexport.cli.app", "convert", str(tmp_path / "missing.pth"),
                             "--debug"], capture_output=True, text=True)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+ZOO_CASES = [(arch, k) for arch in list_models() for k in ((1, 4) if arch.startswith("od_") else (1,))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "kernel_num"), ZOO_CASES, ids=[f"{a}-k{k}" for a, k in ZOO_CASES])
+def test_every_zoo_model_inspects_and_converts_with_parity(official_checkpoint, tmp_path, arch, kernel_num):
+    checkpoint = official_checkpoint(arch, kernel_num=kernel_num, num_classes=1000)
+    report = json.loads(run_cli("inspect", checkpoint, "--json", "--imgsz", "64").stdout)
+    assert (report["arch"], report["kernel_num"], report["reduction"]) == (arch, kernel_num, 0.0625)
+    result = run_cli("convert", checkpoint, "-o", tmp_path / "out", "--imgsz", "64", "--target", "openvino")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["parity"]["passed"] and manifest["model"]["arch"] == arch

@@ -56,7 +56,8 @@ def test_lowering_matches_reference_in_runtimes(lowering, case, tmp_path):
     dynamic_batch = get_lowering(lowering).dynamic_batch
     layer, x = build_layer(case)
     lowered = get_lowering(lowering).build(describe_official(layer)).eval()
-    graph = export_onnx(lowered, tmp_path / f"{case.seed}.onnx", x, dynamic_batch=dynamic_batch, dynamic_size=True)
+    graph = export_onnx(lowered, tmp_path / f"{case.seed}.onnx", x, dynamic_batch=dynamic_batch, dynamic_size=True,
+                        finalize=get_lowering(lowering).finalize_onnx)
     other_batch = case.batch % 4 + 1 if dynamic_batch else case.batch
     other = torch.randn(other_batch, x.shape[1], x.shape[2] + 3, x.shape[3] + 1)
     runners = [OnnxRuntimeRunner(graph.path), OpenVINORunner(graph.path)]
