@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import torch.fx
 from torch import nn
 
 from .adapters import find_adapter
 from .lowering import Lowering, get_lowering
-from .odconv import ODConvSpec
+from .odconv import ODConvSpec, fold_following_batchnorm
 
 
 @dataclass(frozen=True)
 class ODConvLayer:
-    """One recognised ODConv layer: where it sits, which adapter read it, and its description."""
+    """One recognised ODConv layer: where it sits, which adapter read it, its description, and the path
+    of a following BatchNorm folded into it (None when there was none)."""
 
     path: str
     adapter: str
     spec: ODConvSpec
+    folded_batchnorm: str | None = None
 
 
 def find_odconv_layers(model: nn.Module) -> list[ODConvLayer]:
@@ -35,20 +38,62 @@ def find_odconv_layers(model: nn.Module) -> list[ODConvLayer]:
     return layers
 
 
+class _LeafTracer(torch.fx.Tracer):
+    """Traces a model's wiring without entering ODConv layers."""
+
+    def __init__(self, leaves: set[str]) -> None:
+        super().__init__()
+        self.leaves = leaves
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return qualified_name in self.leaves or super().is_leaf_module(module, qualified_name)
+
+
+def find_following_batchnorms(model: nn.Module, layer_paths: list[str]) -> dict[str, str]:
+    """{ODConv path: BatchNorm path} where the BatchNorm is the only consumer of the ODConv's output.
+
+    Reads the wiring with torch.fx; a model fx cannot trace gets no folding (an empty dict), which
+    changes speed, never results.
+    """
+    try:
+        graph = _LeafTracer(set(layer_paths)).trace(model)
+    except Exception:
+        return {}
+    pairs = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or node.target not in layer_paths or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        if user.op == "call_module" and isinstance(model.get_submodule(user.target), nn.BatchNorm2d):
+            pairs[node.target] = user.target
+    return pairs
+
+
 def _set_submodule(model: nn.Module, path: str, replacement: nn.Module) -> None:
     parent_path, _, name = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     setattr(parent, name, replacement)
 
 
-def lower_model(model: nn.Module, lowering: Lowering | str) -> tuple[nn.Module, list[ODConvLayer]]:
+def lower_model(
+    model: nn.Module, lowering: Lowering | str, *, fold_batchnorms: bool = True
+) -> tuple[nn.Module, list[ODConvLayer]]:
     """A copy of ``model`` (eval mode) whose ODConv layers are written with ``lowering``.
 
-    The original model is left untouched.
+    With ``fold_batchnorms``, a BatchNorm that only consumes an ODConv's output is folded into the
+    layer's kernels and bias and replaced by Identity. The original model is left untouched.
     """
     lowering = get_lowering(lowering) if isinstance(lowering, str) else lowering
     lowered = copy.deepcopy(model).eval()
     layers = find_odconv_layers(lowered)
+    if fold_batchnorms:
+        following = find_following_batchnorms(lowered, [layer.path for layer in layers])
+        for index, layer in enumerate(layers):
+            bn_path = following.get(layer.path)
+            if bn_path is not None:
+                spec = fold_following_batchnorm(layer.spec, lowered.get_submodule(bn_path))
+                layers[index] = replace(layer, spec=spec, folded_batchnorm=bn_path)
+                _set_submodule(lowered, bn_path, nn.Identity())
     for layer in layers:
         if layer.path == "":
             lowered = lowering.build(layer.spec).eval()

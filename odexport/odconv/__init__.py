@@ -1,7 +1,15 @@
 """The ODConv math, in one place: a folded description of a layer and the formula over it."""
 
 from .formula import AttentionBranch, Attentions, aggregate_weights, apply_output_affine, reference_forward
-from .spec import ODConvSpec, describe_official, fold_batchnorm
+from .folding import (
+    drop_identity_attentions,
+    fold_batchnorm,
+    fold_following_batchnorm,
+    fold_temperature,
+    merge_heads,
+)
+from .official import describe_official
+from .spec import ODConvSpec
 
 __all__ = [
     "AttentionBranch",
@@ -10,6 +18,10 @@ __all__ = [
     "aggregate_weights",
     "apply_output_affine",
     "describe_official",
+    "drop_identity_attentions",
     "fold_batchnorm",
+    "fold_following_batchnorm",
+    "fold_temperature",
+    "merge_heads",
     "reference_forward",
 ]

@@ -57,10 +57,12 @@ class AttentionBranch(nn.Module):
 
 
 def apply_output_affine(spec: ODConvSpec, y: Tensor) -> Tensor:
-    """Apply a folded post-layer affine map (e.g. a following BatchNorm), if the spec has one."""
-    if spec.out_scale is None:
-        return y
-    return y * spec.out_scale.reshape(1, -1, 1, 1) + spec.out_bias.reshape(1, -1, 1, 1)
+    """Apply the spec's post-layer scale and bias (a folded following BatchNorm leaves only a bias)."""
+    if spec.out_scale is not None:
+        y = y * spec.out_scale.reshape(1, -1, 1, 1)
+    if spec.out_bias is not None:
+        y = y + spec.out_bias.reshape(1, -1, 1, 1)
+    return y
 
 
 def aggregate_weights(spec: ODConvSpec, weight: Tensor, attentions: Attentions) -> Tensor:

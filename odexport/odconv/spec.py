@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 
-def _pair(value) -> tuple[int, int]:
+def as_pair(value) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         first, second = value
         return int(first), int(second)
@@ -32,8 +32,8 @@ class ODConvSpec:
     fc_bias:     [A]
     head_weight: [C_in + F + S + N, A]             merged heads, temperature folded in
     head_bias:   [C_in + F + S + N]
-    out_scale, out_bias: [C_out] or None           an affine map applied after the layer (a folded
-                                                   BatchNorm that follows it); None when absent
+    out_scale, out_bias: [C_out] or None           an affine map applied after the layer; a folded
+                                                   following BatchNorm leaves only out_bias
     head_sizes:  (C_in, F, S, N)                   rows of each head in the merged head, where
                  F = C_out or 0, S = k*k or 0, N = n or 0 (0 when that attention is identically 1)
     """
@@ -77,44 +77,3 @@ class ODConvSpec:
             return (size + 2 * self.padding[axis] - span) // self.stride[axis] + 1
 
         return one(height, 0), one(width, 1)
-
-
-def fold_batchnorm(weight: Tensor, bias: Tensor | None, bn: torch.nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """Fold an eval-mode BatchNorm that follows a linear map (rows = output channels) into it."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
-    shift = bn.bias.detach() - bn.running_mean.detach() * scale
-    folded_weight = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
-    folded_bias = shift if bias is None else bias * scale + shift
-    return folded_weight, folded_bias
-
-
-def describe_official(module: torch.nn.Module) -> ODConvSpec:
-    """Describe a module laid out like the official ``ODConv2d`` (names ``weight``, ``attention.fc`` ...)."""
-    attention = module.attention
-    temperature = float(attention.temperature)
-    fc_weight, fc_bias = fold_batchnorm(attention.fc.weight.detach().flatten(1), None, attention.bn)
-
-    heads = [getattr(attention, name, None) for name in ("channel_fc", "filter_fc", "spatial_fc", "kernel_fc")]
-    if module.kernel_num == 1:
-        heads[3] = None  # a softmax over one kernel is identically 1, whatever its logit
-    present = [head for head in heads if head is not None]
-    head_weight = torch.cat([head.weight.detach().flatten(1) for head in present]) / temperature
-    head_bias = torch.cat([head.bias.detach() for head in present]) / temperature
-    sizes = tuple(0 if head is None else head.out_channels for head in heads)
-
-    return ODConvSpec(
-        in_channels=module.in_planes,
-        out_channels=module.out_planes,
-        kernel_size=_pair(module.kernel_size)[0],
-        stride=_pair(module.stride),
-        padding=_pair(module.padding),
-        dilation=_pair(module.dilation),
-        groups=module.groups,
-        kernel_num=module.kernel_num,
-        weight=module.weight.detach().clone(),
-        fc_weight=fc_weight,
-        fc_bias=fc_bias,
-        head_weight=head_weight,
-        head_bias=head_bias,
-        head_sizes=sizes,
-    )
