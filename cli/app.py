@@ -26,6 +26,7 @@ stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
 
 CheckpointArg = Annotated[Path, typer.Argument(help="Official training checkpoint, state dict, or TorchScript archive.")]
+InspectArg = Annotated[Path, typer.Argument(help="A checkpoint (as for convert) or an exported .onnx file.")]
 ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Architecture name; inferred from the weights when omitted.")]
 UnsafePickleOpt = Annotated[
     bool,
@@ -70,6 +71,8 @@ def convert(
     imgsz: ImgszOpt = "224",
     batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: dynamic, or 1 for a fixed-batch lowering]")] = None,
     lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX.")] = "decomposed",
+    dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Symbolic input height and width.")] = False,
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify the graph with onnxsim.")] = True,
     arch: ArchOpt = None,
     unsafe_pickle: UnsafePickleOpt = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check parity against PyTorch after converting.")] = True,
@@ -81,8 +84,9 @@ def convert(
 
     def action() -> None:
         result = convert_checkpoint(
-            checkpoint, target=target, output=output, imgsz=imgsz, batch=batch, lowering=lowering, arch=arch,
-            unsafe_pickle=unsafe_pickle, verify=verify, reporter=ConsoleReporter(),
+            checkpoint, target=target, output=output, imgsz=imgsz, batch=batch, lowering=lowering,
+            dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
+            reporter=ConsoleReporter(),
         )
         render.conversion(stdout, result)
 
@@ -91,19 +95,27 @@ def convert(
 
 @app.command()
 def inspect(
-    checkpoint: CheckpointArg,
+    checkpoint: InspectArg,
     imgsz: ImgszOpt = "224",
     arch: ArchOpt = None,
     unsafe_pickle: UnsafePickleOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show what a checkpoint holds: architecture, hyper-parameters, size, and its ODConv layers."""
+    """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), or what an
+    exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
     from odexport.checkpoint import load_checkpoint
     from odexport.convert import parse_imgsz
-    from odexport.inspection import summarize_model
+    from odexport.inspection import summarize_model, summarize_onnx
 
     def action() -> None:
+        if checkpoint.suffix == ".onnx":
+            summary = summarize_onnx(checkpoint).to_dict()
+            if as_json:
+                sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+            else:
+                render.onnx_inspection(stdout, summary)
+            return
         size = parse_imgsz(imgsz)
         loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
         summary = summarize_model(loaded.model, size)

@@ -13,7 +13,9 @@ def _millions(count: int) -> str:
 
 
 def parity_table(report) -> Table:
-    table = Table(title=f"Parity: PyTorch vs {report.runtime} ({report.samples} inputs, batch {', '.join(map(str, report.batch_sizes))})")
+    sizes = ", ".join(f"{shape[-2]}x{shape[-1]}" for shape in report.input_shapes)
+    batches = ", ".join(map(str, report.batch_sizes))
+    table = Table(title=f"Parity: PyTorch vs {report.runtime} ({report.samples} inputs at {sizes}; batch {batches})")
     for column in ("output", "shape", "max abs err", "limit", "max rel err", "top-1 agree", "result"):
         table.add_column(column)
     for out in report.outputs:
@@ -47,4 +49,23 @@ def inspection(console: Console, report: dict) -> None:
     for layer in report["layers"]:
         table.add_row(layer["path"], str(layer["in_channels"]), str(layer["out_channels"]), str(layer["kernel_size"]),
                       str(layer["stride"][0]), str(layer["groups"]), str(layer["kernel_num"]), " ".join(layer["attentions"]))
+    console.print(table)
+
+
+def onnx_inspection(console: Console, summary: dict) -> None:
+    console.print(f"lowering {summary['lowering'] or 'unknown (not written by odexport)'}  opset {summary['opset']}  "
+                  f"{summary['nodes']} nodes")
+    for name, shape in summary["inputs"].items():
+        console.print(f"  input  {name} {shape}")
+    for name, shape in summary["outputs"].items():
+        console.print(f"  output {name} {shape}")
+    if summary["functions"]:
+        console.print(f"  functions: {', '.join(summary['functions'])}")
+    console.print("  ops: " + ", ".join(f"{op} {count}" for op, count in summary["op_counts"].items()))
+    table = Table(title=f"{len(summary['layers'])} ODConv layers")
+    for column in ("path", "nodes", "ops"):
+        table.add_column(column)
+    for layer in summary["layers"]:
+        ops = ", ".join(f"{op} {count}" for op, count in layer["op_counts"].items())
+        table.add_row(layer["path"], str(layer["nodes"]), ops)
     console.print(table)

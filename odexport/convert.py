@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from .artifact import StagedDirectory, write_manifest
 from .checkpoint import load_checkpoint
 from .console import Reporter, SilentReporter
 from .errors import InputError, ParityError
-from .export import OPSET, export_onnx
+from .export import OPSET, export_onnx, simplify_onnx
 from .inputs import IMAGENET, Preprocessing, parity_inputs
 from .lowering import get_lowering
 from .manifest import MANIFEST_FORMAT, versions
@@ -52,6 +53,12 @@ def parse_imgsz(value: str | int | tuple[int, int]) -> tuple[int, int]:
     return size
 
 
+def second_parity_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Another input size for a dynamic-size artifact: larger, non-square, not a multiple of 32."""
+    height, width = size
+    return height + height // 4 + 3, width + width // 8 + 5
+
+
 def parse_batch(value: str | int) -> int | None:
     """"dynamic" -> None; a positive int -> that int."""
     if str(value).lower() == "dynamic":
@@ -73,6 +80,8 @@ def convert_checkpoint(
     imgsz: str | int | tuple[int, int] = 224,
     batch: str | int | None = None,
     lowering: str = DEFAULT_LOWERING,
+    dynamic_size: bool = False,
+    simplify: bool = True,
     arch: str | None = None,
     unsafe_pickle: bool = False,
     verify: bool = True,
@@ -107,6 +116,8 @@ def convert_checkpoint(
         imgsz=imgsz,
         batch=batch,
         lowering=lowering,
+        dynamic_size=dynamic_size,
+        simplify=simplify,
         verify=verify,
         reporter=reporter,
         source=source,
@@ -122,6 +133,8 @@ def convert_model(
     imgsz: str | int | tuple[int, int] = 224,
     batch: str | int | None = None,
     lowering: str = DEFAULT_LOWERING,
+    dynamic_size: bool = False,
+    simplify: bool = True,
     verify: bool = True,
     preprocessing: Preprocessing = IMAGENET,
     reporter: Reporter | None = None,
@@ -131,6 +144,8 @@ def convert_model(
     """Convert an in-memory image model ([B, 3, H, W] in) to ``target`` in ``output``.
 
     batch: an int, "dynamic", or None for dynamic where the lowering allows it and 1 otherwise.
+    dynamic_size: symbolic height and width (parity is then checked at a second size too).
+    simplify: run onnxsim on the exported graph (parity is checked on the simplified artifact).
     """
     reporter = reporter or SilentReporter()
     size = parse_imgsz(imgsz)
@@ -151,10 +166,16 @@ def convert_model(
         example = torch.zeros(fixed_batch or 1, 3, *size)
         with reporter.stage("ONNX", f"exporting at {size[0]}x{size[1]}, batch {fixed_batch or 'dynamic'}") as stage:
             graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None,
-                                finalize=chosen_lowering.finalize_onnx)
-            stage.result = f"opset {OPSET}, input {list(graph.input_shape)}"
+                                dynamic_size=dynamic_size, finalize=chosen_lowering.finalize_onnx)
+            stage.result = f"opset {OPSET}, input {list(graph.input_shape)}, {graph.node_count} nodes"
+        if simplify:
+            with reporter.stage("ONNX", "simplifying with onnxsim") as stage:
+                before = graph.node_count
+                graph = simplify_onnx(graph)
+                stage.result = f"{before} -> {graph.node_count} nodes"
         metadata = {
             "odexport.lowering": chosen_lowering.name,
+            "odexport.odconv_layers": json.dumps([layer.path for layer in layers]),
             "odexport.preprocessing": str(preprocessing.to_dict()),
             "odexport.version": versions()["odexport"] or "",
         }
@@ -167,9 +188,10 @@ def convert_model(
             with reporter.stage("Parity", f"PyTorch vs {chosen_target.name}") as stage:
                 runner = chosen_target.runner(model_file)
                 reference = TorchRunner(model, (graph.input_name,), graph.output_names)
-                samples = parity_inputs(size)
+                sizes = [size, second_parity_size(size)] if dynamic_size else [size]
                 checks = (fixed_batch,) if fixed_batch else DYNAMIC_BATCH_CHECKS
-                parity = check_parity(reference, runner, samples, batch_sizes=checks, tolerance=TOLERANCES["fp32"])
+                parity = check_parity(reference, runner, [parity_inputs(s) for s in sizes], batch_sizes=checks,
+                                      tolerance=TOLERANCES["fp32"])
                 stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
             if not parity.passed:
                 worst = max(parity.outputs, key=lambda o: o.max_abs_error / max(o.limit, 1e-30))
@@ -186,6 +208,8 @@ def convert_model(
             "model": model_info,
             "target": chosen_target.name,
             "lowering": chosen_lowering.name,
+            "simplified": simplify,
+            "dynamic": {"batch": fixed_batch is None, "size": dynamic_size},
             "files": sorted(p.name for p in staged.path.iterdir()),
             "inputs": [{"name": graph.input_name, "shape": list(graph.input_shape), "dtype": "float32"}],
             "outputs": [

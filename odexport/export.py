@@ -25,9 +25,10 @@ class ExportedGraph:
     output_names: tuple[str, ...]
     input_shape: tuple[int | str, ...]  # symbolic dims as names, e.g. ("batch", 3, 224, 224)
     output_shapes: tuple[tuple[int | str, ...], ...]
+    node_count: int
 
 
-def _dims(value_info: onnx.ValueInfoProto) -> tuple[int | str, ...]:
+def value_dims(value_info: onnx.ValueInfoProto) -> tuple[int | str, ...]:
     return tuple(d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim)
 
 
@@ -87,16 +88,40 @@ def export_onnx(
         model = finalize(model)
     model.producer_name = "odexport"
     model.doc_string = ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _check_and_save(model, path)
+
+
+def _check_and_save(model: onnx.ModelProto, path: Path) -> ExportedGraph:
     # check_model(full_check=True) would run shape inference a second time; strict inference plus the
     # structural check is the same check for half the time on large models.
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return ExportedGraph(
         path=path,
-        input_name=INPUT_NAME,
-        output_names=tuple(output_names),
-        input_shape=_dims(inferred.graph.input[0]),
-        output_shapes=tuple(_dims(output) for output in inferred.graph.output),
+        input_name=model.graph.input[0].name,
+        output_names=tuple(output.name for output in model.graph.output),
+        input_shape=value_dims(inferred.graph.input[0]),
+        output_shapes=tuple(value_dims(output) for output in inferred.graph.output),
+        node_count=len(model.graph.node),
     )
+
+
+def simplify_onnx(graph: ExportedGraph) -> ExportedGraph:
+    """Simplify the graph in place with onnxsim (constant folding, dead-code and shape-op removal).
+
+    onnxsim's own random-input check is skipped: convert checks parity of the final artifact.
+    """
+    import onnxsim
+
+    model = onnx.load(graph.path)
+    try:
+        simplified, _ = onnxsim.simplify(model, check_n=0)
+    except Exception as error:
+        raise ExportError(
+            f"onnxsim could not simplify the graph: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+            hint="rerun with --no-simplify to keep the unsimplified graph",
+        ) from error
+    simplified.producer_name = model.producer_name
+    return _check_and_save(simplified, graph.path)

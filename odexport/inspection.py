@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -91,3 +92,77 @@ def summarize_model(model: nn.Module, input_size: tuple[int, int] = (224, 224)) 
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, input_size, layers)
     return ModelSummary(params, macs, input_size, tuple(LayerInfo.from_layer(layer) for layer in layers))
+
+
+def onnx_scope(path: str) -> str:
+    """The node-name prefix the TorchScript exporter gives a module's nodes.
+
+    "features.1.conv.0.0" -> "/features/features.1/conv/conv.0/conv.0.0/" (a Sequential index is joined
+    to its parent's name).
+    """
+    segments: list[str] = []
+    for part in path.split("."):
+        segments.append(f"{segments[-1]}.{part}" if part.isdigit() and segments else part)
+    return "/" + "/".join(segments) + "/"
+
+
+@dataclass(frozen=True)
+class OnnxLayerNodes:
+    path: str
+    nodes: int
+    op_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class OnnxSummary:
+    """What an exported ONNX file holds; ODConv layers are found from the paths odexport records."""
+
+    lowering: str | None
+    opset: int
+    inputs: dict[str, list[int | str]]
+    outputs: dict[str, list[int | str]]
+    nodes: int
+    op_counts: dict[str, int]
+    layers: tuple[OnnxLayerNodes, ...]
+    functions: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize_onnx(path) -> OnnxSummary:
+    import json
+    from collections import Counter
+
+    import onnx
+
+    from .export import value_dims
+
+    from .errors import InputError
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such ONNX file", hint="check the path to the exported model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:
+        raise InputError(f"{path}: not a readable ONNX file ({type(error).__name__})",
+                         hint="pass a .onnx file written by odexport or torch.onnx.export") from None
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    layer_paths = json.loads(metadata.get("odexport.odconv_layers", "[]"))
+    nodes = list(model.graph.node)
+    layers = []
+    for layer_path in layer_paths:
+        scope = onnx_scope(layer_path)
+        ops = Counter(node.op_type for node in nodes if node.name.startswith(scope))
+        layers.append(OnnxLayerNodes(layer_path, sum(ops.values()), dict(sorted(ops.items()))))
+    default_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return OnnxSummary(
+        lowering=metadata.get("odexport.lowering"),
+        opset=default_opset,
+        inputs={i.name: list(value_dims(i)) for i in model.graph.input},
+        outputs={o.name: list(value_dims(o)) for o in model.graph.output},
+        nodes=len(nodes),
+        op_counts=dict(Counter(node.op_type for node in nodes).most_common()),
+        layers=tuple(layers),
+        functions=tuple(f"{f.domain}::{f.name}" for f in model.functions),
+    )

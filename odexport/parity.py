@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class ParityReport:
     tolerance: Tolerance
     samples: int
     batch_sizes: tuple[int, ...]
+    input_shapes: tuple[tuple[int, ...], ...]  # [C, H, W] of each sample set
     outputs: tuple[OutputParity, ...] = field(default_factory=tuple)
 
     @property
@@ -86,29 +87,48 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, tole
     return OutputParity(name, tuple(reference.shape), max_abs, float(error.mean()), max_abs / scale, limit, top1, passed)
 
 
+def _worst(results: list[OutputParity]) -> OutputParity:
+    """Merge one output's comparisons over several input sizes: the one closest to (or past) its limit,
+    passed only if all passed."""
+    worst = max(results, key=lambda r: r.max_abs_error / max(r.limit, 1e-30))
+    agreements = [r.top1_agreement for r in results if r.top1_agreement is not None]
+    return replace(
+        worst,
+        mean_abs_error=float(np.mean([r.mean_abs_error for r in results])),
+        top1_agreement=min(agreements) if agreements else None,
+        passed=all(r.passed for r in results),
+    )
+
+
 def check_parity(
     reference: Runner,
     candidate: Runner,
-    samples: np.ndarray,
+    sample_sets: list[np.ndarray],
     *,
     batch_sizes: tuple[int, ...] = (1,),
     tolerance: Tolerance = TOLERANCES["fp32"],
 ) -> ParityReport:
-    """Run both runners on ``samples`` ([N, ...]) split into each batch size; compare all outputs."""
+    """Run both runners on each sample set ([N, C, H, W]; one set per input size), split into each batch
+    size, and compare every output."""
     from .inputs import batches
 
-    collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    per_output: dict[str, list[OutputParity]] = {}
     input_name = candidate.input_names[0]
-    for batch_size in batch_sizes:
-        for batch in batches(samples, batch_size):
-            expected = reference.infer({reference.input_names[0]: batch})
-            actual = candidate.infer({input_name: batch})
-            for ref_name, cand_name in zip(reference.output_names, candidate.output_names):
-                refs, cands = collected.setdefault(cand_name, ([], []))
-                refs.append(expected[ref_name])
-                cands.append(actual[cand_name])
-    outputs = tuple(
-        compare_output(name, np.concatenate(refs), np.concatenate(cands), tolerance)
-        for name, (refs, cands) in collected.items()
-    )
-    return ParityReport(candidate.name, tolerance, len(samples), tuple(batch_sizes), outputs)
+    for samples in sample_sets:
+        collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        for batch_size in batch_sizes:
+            for batch in batches(samples, batch_size):
+                expected = reference.infer({reference.input_names[0]: batch})
+                actual = candidate.infer({input_name: batch})
+                for ref_name, cand_name in zip(reference.output_names, candidate.output_names):
+                    refs, cands = collected.setdefault(cand_name, ([], []))
+                    refs.append(expected[ref_name])
+                    cands.append(actual[cand_name])
+        for name, (refs, cands) in collected.items():
+            per_output.setdefault(name, []).append(
+                compare_output(name, np.concatenate(refs), np.concatenate(cands), tolerance)
+            )
+    outputs = tuple(_worst(results) for results in per_output.values())
+    input_shapes = tuple(tuple(samples.shape[1:]) for samples in sample_sets)
+    return ParityReport(candidate.name, tolerance, sum(len(s) for s in sample_sets), tuple(batch_sizes),
+                        input_shapes, outputs)

@@ -78,3 +78,35 @@ def layer_cases(draw, max_batch: int = 4) -> LayerCase:
         width=draw(st.integers(max(span - 2, 1) + 2, 17)),
         seed=draw(st.integers(0, 2**16)),
     )
+
+
+class TinyODNet(torch.nn.Module):
+    """A narrow, shallow ODConv classifier for tests of export mechanics: a dense 3x3 ODConv with
+    several kernels, a depthwise ODConv, a pointwise single-kernel ODConv (the official pw1x case), each
+    followed by BatchNorm, a residual add, and a linear head."""
+
+    def __init__(self, num_classes: int = 5, kernel_num: int = 2) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(3, 12, 3, 2, 1, bias=False), nn.BatchNorm2d(12), nn.ReLU())
+        self.conv1 = ODConv2d(12, 12, 3, 1, 1, reduction=0.25, kernel_num=kernel_num)
+        self.bn1 = nn.BatchNorm2d(12)
+        self.dw = ODConv2d(12, 12, 3, 2, 1, groups=12, reduction=0.25, kernel_num=kernel_num)
+        self.bn2 = nn.BatchNorm2d(12)
+        self.pw = ODConv2d(12, 20, 1, kernel_num=1)
+        self.bn3 = nn.BatchNorm2d(20)
+        self.head = nn.Linear(20, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = torch.relu(self.bn1(self.conv1(x)) + x)
+        x = torch.relu(self.bn2(self.dw(x)))
+        x = torch.relu(self.bn3(self.pw(x)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def tiny_od_net(seed: int = 0, kernel_num: int = 2) -> TinyODNet:
+    """A TinyODNet with seeded random weights and BatchNorm statistics, in eval mode."""
+    from odexport.models import randomize_
+
+    return randomize_(TinyODNet(kernel_num=kernel_num), seed=seed).eval()

@@ -1,0 +1,83 @@
+"""Graph hygiene and dynamic shapes of exported artifacts, for every lowering."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from odexport.convert import convert_model
+from odexport.export import export_onnx
+from odexport.inspection import summarize_onnx
+from odexport.lowering import get_lowering, list_lowerings
+from odexport.odconv import describe_official
+from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from strategies import LayerCase, build_layer, tiny_od_net
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return tiny_od_net()
+
+
+@pytest.mark.parametrize("lowering", list_lowerings())
+def test_exported_graph_passes_checker_and_strict_shape_inference(small_model, tmp_path, lowering):
+    result = convert_model(small_model, target="onnx", output=tmp_path / "out", imgsz=32, lowering=lowering,
+                           verify=False)
+    model = onnx.load(result.model_file)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    summary = summarize_onnx(result.model_file)
+    assert summary.lowering == lowering
+    assert len(summary.layers) == 3
+    assert all(layer.nodes > 0 for layer in summary.layers)
+
+
+def test_export_is_byte_identical_when_repeated(small_model, tmp_path):
+    first = convert_model(small_model, target="onnx", output=tmp_path / "a", imgsz=32, verify=False)
+    second = convert_model(small_model, target="onnx", output=tmp_path / "b", imgsz=32, verify=False)
+    assert first.model_file.read_bytes() == second.model_file.read_bytes()
+    manifest_a = json.loads((first.output_dir / "manifest.json").read_text())
+    manifest_b = json.loads((second.output_dir / "manifest.json").read_text())
+    assert manifest_a == manifest_b
+
+
+def test_simplification_keeps_parity_and_shrinks_the_graph(small_model, tmp_path):
+    plain = convert_model(small_model, target="onnx", output=tmp_path / "plain", imgsz=32, simplify=False)
+    simple = convert_model(small_model, target="onnx", output=tmp_path / "simple", imgsz=32)
+    assert plain.parity.passed and simple.parity.passed
+    assert summarize_onnx(simple.model_file).nodes < summarize_onnx(plain.model_file).nodes
+    assert simple.manifest["simplified"] is True and plain.manifest["simplified"] is False
+
+
+def test_one_artifact_serves_batches_1_3_8_at_two_sizes_in_both_runtimes(small_model, tmp_path):
+    result = convert_model(small_model, target="onnx", output=tmp_path / "out", imgsz=40, dynamic_size=True)
+    assert result.manifest["inputs"][0]["shape"] == ["batch", 3, "height", "width"]
+    assert len(result.parity.input_shapes) == 2
+    runners = [OnnxRuntimeRunner(result.model_file), OpenVINORunner(result.model_file)]
+    generator = torch.Generator().manual_seed(1)
+    for batch in (1, 3, 8):
+        for height, width in ((40, 40), (56, 44)):
+            x = torch.randn(batch, 3, height, width, generator=generator)
+            with torch.no_grad():
+                expected = small_model(x).numpy()
+            for runner in runners:
+                (actual,) = runner.infer({"input": x.numpy()}).values()
+                error = float(np.abs(actual - expected).max())
+                assert error <= 1e-4 * float(np.abs(expected).max()) + 1e-5, (runner.name, batch, height, width, error)
+
+
+def test_pointwise_single_kernel_layer_is_a_plain_conv_between_two_scalings(tmp_path):
+    """The official _forward_impl_pw1x case: 1x1 kernel, kernel_num 1."""
+    case = LayerCase(in_channels=8, out_channels=12, kernel_size=1, stride=1, padding=0, dilation=1, groups=1,
+                     kernel_num=1, reduction=0.25, temperature=1.0, batch=2, height=6, width=6, seed=0)
+    layer, x = build_layer(case)
+    lowered = get_lowering("decomposed").build(describe_official(layer)).eval()
+    graph = export_onnx(lowered, tmp_path / "pw.onnx", x)
+    ops = [node.op_type for node in onnx.load(graph.path).graph.node]
+    assert ops.count("Conv") == 1 and "MatMul" not in ops and "Pad" not in ops, ops
+    assert ops.count("Mul") == 2, ops  # channel attention before, filter attention after
