@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .errors import InputError, ParityError
 from .export import OPSET, export_onnx, simplify_onnx
 from .inputs import IMAGENET, Preprocessing, parity_inputs
 from .lowering import get_lowering
+from .lowering.auto import AUTO, layer_chooser
 from .manifest import MANIFEST_FORMAT, versions
 from .parity import TOLERANCES, ParityReport, check_parity
 from .rewrite import lower_model
@@ -150,23 +152,25 @@ def convert_model(
     reporter = reporter or SilentReporter()
     size = parse_imgsz(imgsz)
     chosen_target = get_target(target)
-    chosen_lowering = get_lowering(lowering)
+    single = None if lowering == AUTO else get_lowering(lowering)
     if batch is None:
-        batch = "dynamic" if chosen_lowering.dynamic_batch else 1
+        batch = "dynamic" if single is None or single.dynamic_batch else 1
     fixed_batch = parse_batch(batch)
-    if fixed_batch is None and not chosen_lowering.dynamic_batch:
+    if fixed_batch is None and single is not None and not single.dynamic_batch:
         raise InputError(f"lowering {lowering!r} cannot export a dynamic batch",
                          hint="pass --batch N, or choose a lowering with a dynamic batch (decomposed)")
+    choose = layer_chooser(lowering, dynamic_batch=fixed_batch is None)
     model = model.eval()
 
     with StagedDirectory(Path(output)) as staged, tempfile.TemporaryDirectory(prefix="odexport-") as work:
-        with reporter.stage("Rewrite", f"lowering ODConv layers ({chosen_lowering.name})") as stage:
-            lowered, layers = lower_model(model, chosen_lowering)
-            stage.result = f"{len(layers)} ODConv layers"
+        with reporter.stage("Rewrite", f"lowering ODConv layers ({lowering})") as stage:
+            lowered, layers = lower_model(model, choose)
+            used = Counter(layer.lowering for layer in layers)
+            stage.result = f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
         example = torch.zeros(fixed_batch or 1, 3, *size)
         with reporter.stage("ONNX", f"exporting at {size[0]}x{size[1]}, batch {fixed_batch or 'dynamic'}") as stage:
             graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None,
-                                dynamic_size=dynamic_size, finalize=chosen_lowering.finalize_onnx)
+                                dynamic_size=dynamic_size, finalize=single.finalize_onnx if single else None)
             stage.result = f"opset {OPSET}, input {list(graph.input_shape)}, {graph.node_count} nodes"
         if simplify:
             with reporter.stage("ONNX", "simplifying with onnxsim") as stage:
@@ -174,7 +178,7 @@ def convert_model(
                 graph = simplify_onnx(graph)
                 stage.result = f"{before} -> {graph.node_count} nodes"
         metadata = {
-            "odexport.lowering": chosen_lowering.name,
+            "odexport.lowering": lowering,
             "odexport.odconv_layers": json.dumps([layer.path for layer in layers]),
             "odexport.preprocessing": str(preprocessing.to_dict()),
             "odexport.version": versions()["odexport"] or "",
@@ -207,7 +211,7 @@ def convert_model(
             "source": source,
             "model": model_info,
             "target": chosen_target.name,
-            "lowering": chosen_lowering.name,
+            "lowering": lowering,
             "simplified": simplify,
             "dynamic": {"batch": fixed_batch is None, "size": dynamic_size},
             "files": sorted(p.name for p in staged.path.iterdir()),
@@ -218,7 +222,8 @@ def convert_model(
             ],
             "preprocessing": preprocessing.to_dict(),
             "odconv_layers": [
-                {"path": layer.path, "adapter": layer.adapter, "attentions": list(layer.spec.active_attentions)}
+                {"path": layer.path, "adapter": layer.adapter, "lowering": layer.lowering,
+                 "attentions": list(layer.spec.active_attentions), "folded_batchnorm": layer.folded_batchnorm}
                 for layer in layers
             ],
             "versions": versions(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch.fx
 from torch import nn
@@ -22,6 +23,7 @@ class ODConvLayer:
     adapter: str
     spec: ODConvSpec
     folded_batchnorm: str | None = None
+    lowering: str | None = None
 
 
 def find_odconv_layers(model: nn.Module) -> list[ODConvLayer]:
@@ -76,14 +78,20 @@ def _set_submodule(model: nn.Module, path: str, replacement: nn.Module) -> None:
 
 
 def lower_model(
-    model: nn.Module, lowering: Lowering | str, *, fold_batchnorms: bool = True
+    model: nn.Module,
+    lowering: Lowering | str | Callable[[ODConvSpec], Lowering],
+    *,
+    fold_batchnorms: bool = True,
 ) -> tuple[nn.Module, list[ODConvLayer]]:
-    """A copy of ``model`` (eval mode) whose ODConv layers are written with ``lowering``.
+    """A copy of ``model`` (eval mode) whose ODConv layers are written with ``lowering`` (a Lowering, its
+    name, or a per-layer choice: spec -> Lowering).
 
     With ``fold_batchnorms``, a BatchNorm that only consumes an ODConv's output is folded into the
     layer's kernels and bias and replaced by Identity. The original model is left untouched.
     """
-    lowering = get_lowering(lowering) if isinstance(lowering, str) else lowering
+    if isinstance(lowering, str):
+        lowering = get_lowering(lowering)
+    choose = (lambda spec: lowering) if isinstance(lowering, Lowering) else lowering
     lowered = copy.deepcopy(model).eval()
     layers = find_odconv_layers(lowered)
     if fold_batchnorms:
@@ -94,9 +102,11 @@ def lower_model(
                 spec = fold_following_batchnorm(layer.spec, lowered.get_submodule(bn_path))
                 layers[index] = replace(layer, spec=spec, folded_batchnorm=bn_path)
                 _set_submodule(lowered, bn_path, nn.Identity())
-    for layer in layers:
+    for index, layer in enumerate(layers):
+        chosen = choose(layer.spec)
+        layers[index] = replace(layer, lowering=chosen.name)
         if layer.path == "":
-            lowered = lowering.build(layer.spec).eval()
+            lowered = chosen.build(layer.spec).eval()
         else:
-            _set_submodule(lowered, layer.path, lowering.build(layer.spec).eval())
+            _set_submodule(lowered, layer.path, chosen.build(layer.spec).eval())
     return lowered, layers

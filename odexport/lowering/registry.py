@@ -62,5 +62,5 @@ def get_lowering(name: str) -> Lowering:
         return _LOWERINGS[name]
     except KeyError:
         raise InputError(
-            f"unknown lowering {name!r}", hint=f"choose one of: {', '.join(list_lowerings())}"
+            f"unknown lowering {name!r}", hint=f"choose one of: {', '.join(list_lowerings())}, auto"
         ) from None
