@@ -71,7 +71,10 @@ class OpenVINORunner:
     def __init__(self, path: Path, *, precision: str = "f32", threads: int | None = None) -> None:
         import openvino as ov
 
+        from .openvino_extension import odconv_conversion_extension
+
         core = ov.Core()
+        core.add_extension(odconv_conversion_extension())  # reads ONNX files with custom-op ODConv2d nodes
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

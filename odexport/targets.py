@@ -73,7 +73,10 @@ def _write_onnxruntime(onnx_path: Path, out_dir: Path, metadata: dict[str, str])
 def _write_openvino(onnx_path: Path, out_dir: Path, metadata: dict[str, str]) -> Path:
     import openvino as ov
 
-    model = ov.convert_model(str(onnx_path))
+    from .openvino_extension import odconv_conversion_extension
+
+    # The extension converts custom-op ODConv2d nodes (OpenVINO does not expand their ONNX functions).
+    model = ov.convert_model(str(onnx_path), extension=[odconv_conversion_extension()])
     for key, value in sorted(metadata.items()):
         model.set_rt_info(value, ["model_info", key])
     destination = out_dir / f"{MODEL_STEM}.xml"

@@ -1,0 +1,206 @@
+"""`custom-op`: each ODConv layer is one node ``ai.odexport::ODConv2d`` carrying its own ONNX function.
+
+The node takes the layer's folded parameters (the ODConvSpec tensors) as inputs and its hyper-parameters
+as attributes, so a graph viewer shows one node per layer. ``finalize_onnx`` attaches one model-local
+function, ``ODConv2d``, whose body is standard opset-17 ops generic over every shape and attribute: ONNX
+Runtime runs it with no plugin, ``onnx.inliner`` expands it for any other runtime, and OpenVINO gets a
+conversion extension (odexport.openvino_extension). The node's specification is docs/custom-op.md.
+"""
+
+from __future__ import annotations
+
+import onnx
+import torch
+from onnx import AttributeProto, TensorProto, helper
+from torch import Tensor, nn
+
+from ..errors import ExportError
+from ..odconv import AttentionBranch, ODConvSpec, reference_forward
+from .registry import register_lowering
+
+DOMAIN = "ai.odexport"
+OP_TYPE = "ODConv2d"
+DOMAIN_VERSION = 1
+FUNCTION_OPSET = 17
+INPUTS = ("x", "weight", "fc_weight", "fc_bias", "head_weight", "head_bias", "bias")  # bias is optional
+OUTPUTS = ("y",)
+_INTS, _INT = AttributeProto.INTS, AttributeProto.INT
+ATTRIBUTES = {"strides": _INTS, "pads": _INTS, "dilations": _INTS, "group": _INT, "kernel_num": _INT,
+              "head_sizes": _INTS}
+
+
+def node_attributes(spec: ODConvSpec) -> dict[str, int | list[int]]:
+    """The ODConv2d attributes of a layer (pads in ONNX order: begin H, begin W, end H, end W)."""
+    if spec.head_sizes[3] == 0 and spec.kernel_num > 1:
+        # The node reads an absent kernel head as a softmax over n zero logits (1/n each), which is
+        # the identity only for a single kernel; a plain sum of n kernels has no encoding.
+        raise ExportError(f"custom-op cannot write {spec.kernel_num} kernels without a kernel attention",
+                          hint="use --lowering decomposed for this model")
+    pad_h, pad_w = spec.padding
+    return {"strides": list(spec.stride), "pads": [pad_h, pad_w, pad_h, pad_w],
+            "dilations": list(spec.dilation), "group": spec.groups, "kernel_num": spec.kernel_num,
+            "head_sizes": list(spec.head_sizes)}
+
+
+def folded_weight_and_bias(spec: ODConvSpec) -> tuple[Tensor, Tensor | None]:
+    """weight: [n, C_out, C_in/g, k, k] with the post-layer scale folded in (every attention scales
+    whole output channels or whole kernels, so the scale commutes); bias: [C_out] or None."""
+    if spec.out_scale is None:
+        return spec.weight, spec.out_bias
+    return spec.weight * spec.out_scale.reshape(1, -1, 1, 1, 1), spec.out_bias
+
+
+class _ODConv2dOp(torch.autograd.Function):
+    """Eager: the reference formula. Traced by the TorchScript exporter: one ODConv2d node."""
+
+    @staticmethod
+    def forward(ctx, x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, spec):
+        # The tensors are inputs only so that the exported node references them as initializers.
+        return reference_forward(spec, x)
+
+    @staticmethod
+    def symbolic(g, x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, spec):
+        inputs = [x, weight, fc_weight, fc_bias, head_weight, head_bias] + ([] if bias is None else [bias])
+        attributes = {f"{name}_i": value for name, value in node_attributes(spec).items()}
+        y = g.op(f"{DOMAIN}::{OP_TYPE}", *inputs, **attributes)
+        # Custom ops have no shape function in the exporter: give the output its rank and channels so
+        # that the ops after it (Flatten, Add ...) export; batch, height and width stay symbolic.
+        y.setType(x.type().with_sizes([None, spec.out_channels, None, None]))
+        return y
+
+
+class CustomOpODConv(nn.Module):
+    def __init__(self, spec: ODConvSpec) -> None:
+        super().__init__()
+        node_attributes(spec)  # fails here, before tracing, on a layer the node cannot encode
+        self.spec = spec
+        attention = AttentionBranch(spec)
+        weight, bias = folded_weight_and_bias(spec)
+        self.register_buffer("weight", weight.clone())
+        for name in ("fc_weight", "fc_bias", "head_weight", "head_bias"):
+            self.register_buffer(name, getattr(attention, name))
+        self.register_buffer("bias", None if bias is None else bias.clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]"""
+        return _ODConv2dOp.apply(x, self.weight, self.fc_weight, self.fc_bias, self.head_weight, self.head_bias,
+                                 self.bias, self.spec)
+
+
+class _Body:
+    """Collects the function body: each call adds one node and returns its output name(s)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+
+    def __call__(self, op_type: str, *inputs: str, outputs: int = 1, refs: dict[str, str] | None = None, **attrs):
+        """refs: {node attribute: function attribute it takes its value from}"""
+        names = [f"{op_type.lower()}{len(self.nodes)}" + (f"_{i}" if outputs > 1 else "") for i in range(outputs)]
+        node = helper.make_node(op_type, list(inputs), names, **attrs)
+        for name, source in (refs or {}).items():
+            node.attribute.append(helper.make_attribute_ref(name, ATTRIBUTES[source], ref_attr_name=source))
+        self.nodes.append(node)
+        return names if outputs > 1 else names[0]
+
+    def ints(self, *values: int) -> str:
+        return self("Constant", value_ints=list(values))
+
+    def shape(self, *parts: str | int) -> str:
+        """A 1-D int64 shape from run-time sizes (names of [1] tensors) and literal ints."""
+        return self("Concat", *(self.ints(part) if isinstance(part, int) else part for part in parts), axis=0)
+
+    def scalar(self, value: float) -> str:
+        return self("Constant", value=helper.make_tensor("value", TensorProto.FLOAT, [], [value]))
+
+
+def odconv2d_function() -> onnx.FunctionProto:
+    """The body of ai.odexport::ODConv2d: the reference formula in standard ops, every size read at run time.
+
+    x: [B, C, H, W], weight: [n, O, C/g, k, k] -> y: [B, O, H_out, W_out]
+    """
+    op = _Body()
+    x, weight, fc_weight, fc_bias, head_weight, head_bias, bias = INPUTS
+    batch = op("Shape", x, start=0, end=1)
+    n, out_channels, c_in_g, k = (op("Shape", weight, start=i, end=i + 1) for i in range(4))
+    taps = op("Mul", k, k)  # k*k
+    groups = op("Unsqueeze", op("Constant", refs={"value_int": "group"}), op.ints(0))
+    per_group_columns = op("Mul", c_in_g, taps)  # C/g * k*k
+
+    # Attentions. An absent head (size 0) gives an empty logit block, padded here to the identity: a
+    # sigmoid gate of 1, or a zero logit for the single kernel's softmax (which is exactly 1).
+    pooled = op("ReduceMean", x, axes=[2, 3], keepdims=0)  # [B, C]
+    hidden = op("Relu", op("Gemm", pooled, fc_weight, fc_bias, transB=1))  # [B, A]
+    logits = op("Gemm", hidden, head_weight, head_bias, transB=1)  # [B, R]
+    sizes = op("Constant", refs={"value_ints": "head_sizes"})
+    channel_logits, filter_logits, spatial_logits, kernel_logits = op("Split", logits, sizes, axis=1, outputs=4)
+
+    def pad_to(block: str, width: str, value: str | None) -> str:
+        """[B, size] -> [B, width], padded on the right with value (0 when None)."""
+        size = op("Shape", block, start=1, end=2)
+        pads = op.shape(0, 0, 0, op("Sub", width, size))
+        return op("Pad", block, pads, value) if value else op("Pad", block, pads)
+
+    one = op.scalar(1.0)
+    channel = op("Sigmoid", channel_logits)  # [B, C]
+    filter_ = pad_to(op("Sigmoid", filter_logits), out_channels, one)  # [B, O]
+    spatial = pad_to(op("Sigmoid", spatial_logits), taps, one)  # [B, k*k]
+    kernel = op("Softmax", pad_to(kernel_logits, n, None), axis=1)  # [B, n]
+
+    # im2col for any k, stride, padding and dilation: each input plane convolved with k*k one-hot
+    # kernels (rows of an identity) gives the plane's value under each kernel tap.
+    one_hot = op("EyeLike", op("ConstantOfShape", op.shape(taps, taps)))  # [k*k, k*k]
+    one_hot = op("Reshape", one_hot, op.shape(taps, 1, k, k))  # [k*k, 1, k, k]
+    scaled = op("Mul", x, op("Unsqueeze", channel, op.ints(2, 3)))  # [B, C, H, W]
+    planes = op("Reshape", scaled, op.ints(-1, 1, 0, 0))  # [B*C, 1, H, W]
+    window = {name: name for name in ("strides", "pads", "dilations")}
+    columns = op("Conv", planes, one_hot, refs=window)  # [B*C, k*k, Ho, Wo]
+    out_size = op("Shape", columns, start=2, end=4)
+    columns = op("Reshape", columns, op.shape(batch, groups, per_group_columns, -1))
+
+    # Per-sample kernels: sum_n kernel[b, n] * W[n] as one MatMul, then the spatial attention per tap.
+    kernels = op("MatMul", kernel, op("Reshape", weight, op.shape(n, -1)))  # [B, O*C/g*k*k]
+    kernels = op("Reshape", kernels, op.shape(batch, -1, taps))  # [B, O*C/g, k*k]
+    kernels = op("Mul", kernels, op("Unsqueeze", spatial, op.ints(1)))
+    kernels = op("Reshape", kernels, op.shape(batch, groups, -1, per_group_columns))
+
+    y = op("MatMul", kernels, columns)  # [B, g, O/g, Ho*Wo]
+    y = op("Reshape", y, op.shape(batch, out_channels, out_size))  # [B, O, Ho, Wo]
+    y = op("Mul", y, op("Unsqueeze", filter_, op.ints(2, 3)))
+    # The bias input is optional and a function body cannot branch on a missing input, but Gemm's C
+    # can be missing: 0 x 0 + C is the bias when given and zeros otherwise.
+    zeros = op("ConstantOfShape", op.shape(1, out_channels))  # [1, O]
+    bias_row = op("Gemm", op("ConstantOfShape", op.ints(1, 1)), zeros, bias)  # [1, O]
+    op.nodes.append(helper.make_node("Add", [y, op("Reshape", bias_row, op.ints(1, -1, 1, 1))], list(OUTPUTS)))
+
+    return helper.make_function(
+        DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), op.nodes,
+        [helper.make_opsetid("", FUNCTION_OPSET)], attributes=list(ATTRIBUTES),
+        doc_string="ODConv (omni-dimensional dynamic convolution), specified in odexport docs/custom-op.md",
+    )
+
+
+def attach_function(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give a model with ODConv2d nodes the function body and the domain's opset import."""
+    if not any(node.domain == DOMAIN and node.op_type == OP_TYPE for node in model.graph.node):
+        return model
+    ours = [f for f in model.functions if (f.domain, f.name) == (DOMAIN, OP_TYPE)]
+    for function in ours:  # finalizing twice keeps exactly one body
+        model.functions.remove(function)
+    model.functions.append(odconv2d_function())
+    imports = {opset.domain: opset for opset in model.opset_import}
+    if DOMAIN in imports:
+        imports[DOMAIN].version = DOMAIN_VERSION
+    else:
+        model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
+    return model
+
+
+@register_lowering(
+    "custom-op",
+    "one ai.odexport::ODConv2d node per layer, with an ONNX function body (OpenVINO via an extension)",
+    dynamic_batch=True,
+    constant_weights=False,
+    finalize_onnx=attach_function,
+)
+def build_custom_op(spec: ODConvSpec) -> nn.Module:
+    return CustomOpODConv(spec)
