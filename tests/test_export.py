@@ -13,6 +13,7 @@ from odexport.convert import convert_model
 from odexport.export import export_onnx
 from odexport.inspection import summarize_onnx
 from odexport.lowering import get_lowering, list_lowerings
+from odexport.models import list_models
 from odexport.odconv import describe_official
 from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
 from strategies import LayerCase, build_layer, tiny_od_net
@@ -54,8 +55,10 @@ def test_simplification_keeps_parity_and_shrinks_the_graph(small_model, tmp_path
     assert simple.manifest["simplified"] is True and plain.manifest["simplified"] is False
 
 
-def test_one_artifact_serves_batches_1_3_8_at_two_sizes_in_both_runtimes(small_model, tmp_path):
-    result = convert_model(small_model, target="onnx", output=tmp_path / "out", imgsz=40, dynamic_size=True)
+@pytest.mark.parametrize("lowering", [name for name in list_lowerings() if get_lowering(name).dynamic_batch])
+def test_one_artifact_serves_batches_1_3_8_at_two_sizes_in_both_runtimes(small_model, tmp_path, lowering):
+    result = convert_model(small_model, target="onnx", output=tmp_path / "out", imgsz=40, dynamic_size=True,
+                           lowering=lowering)
     assert result.manifest["inputs"][0]["shape"] == ["batch", 3, "height", "width"]
     assert len(result.parity.input_shapes) == 2
     runners = [OnnxRuntimeRunner(result.model_file), OpenVINORunner(result.model_file)]
@@ -81,3 +84,18 @@ def test_pointwise_single_kernel_layer_is_a_plain_conv_between_two_scalings(tmp_
     ops = [node.op_type for node in onnx.load(graph.path).graph.node]
     assert ops.count("Conv") == 1 and "MatMul" not in ops and "Pad" not in ops, ops
     assert ops.count("Mul") == 2, ops  # channel attention before, filter attention after
+
+
+ZOO_OD = [name for name in list_models(odconv=True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lowering", ["custom-op", "dynamic-weight"])
+@pytest.mark.parametrize("arch", ZOO_OD)
+def test_every_zoo_model_keeps_parity_with_every_lowering(official_checkpoint, tmp_path, arch, lowering):
+    """The default lowering is covered for every zoo model by tests/cli; these are the others."""
+    from odexport.convert import convert_checkpoint
+
+    checkpoint = official_checkpoint(arch, kernel_num=4)
+    result = convert_checkpoint(checkpoint, target="onnx", output=tmp_path / "out", imgsz=32, lowering=lowering)
+    assert result.parity.passed, result.parity.summary()
