@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -198,6 +199,12 @@ def convert_model(
                                       tolerance=TOLERANCES["fp32"])
                 stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
             if not parity.passed:
+                if not all(math.isfinite(output.limit) for output in parity.outputs):
+                    raise InputError(
+                        "PyTorch itself gives non-finite outputs (NaN or inf) for this model, so there is "
+                        "nothing to compare against; nothing was written",
+                        hint="check the checkpoint's weights and BatchNorm statistics",
+                    )
                 worst = max(parity.outputs, key=lambda o: o.max_abs_error / max(o.limit, 1e-30))
                 raise ParityError(
                     f"parity check failed on {runner.name}: {worst.name} max abs error {worst.max_abs_error:.3g} "
