@@ -110,3 +110,16 @@ def test_lowered_model_leaves_the_original_untouched(official_checkpoint):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert type(model.get_submodule("layer1.0.conv1")).__name__ == "ODConv2d"
     assert isinstance(lowered.get_submodule("layer1.0.conv1"), DecomposedODConv)
+
+
+def test_a_reference_that_is_not_finite_is_reported_as_bad_input(tmp_path):
+    from odexport.convert import convert_model
+    from odexport.errors import InputError
+    from strategies import tiny_od_net
+
+    model = tiny_od_net()
+    with torch.no_grad():
+        model.head.bias[0] = float("nan")
+    with pytest.raises(InputError, match="non-finite outputs"):
+        convert_model(model, target="onnx", output=tmp_path / "out", imgsz=32)
+    assert list(tmp_path.iterdir()) == []
