@@ -137,6 +137,48 @@ def inspect(
 
 
 @app.command()
+def verify(
+    artifact: Annotated[Path, typer.Argument(help="An output directory of convert, a .onnx, or an OpenVINO .xml.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="The checkpoint the artifact was converted from (the PyTorch reference).")],
+    runtime: Annotated[Optional[str], typer.Option("--runtime", "-r", help="onnxruntime, openvino, or all (default: the one that fits the artifact).")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="A folder of your images, added to the bundled photographs and random inputs.")] = None,
+    batch: Annotated[Optional[list[str]], typer.Option("--batch", help="Batch sizes for a dynamic-batch artifact; repeat or comma-separate: 1,3,8 (default: 1 and 3).")] = None,
+    imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size when the artifact's H/W are dynamic: an int, or H,W.")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="Tolerance preset (odexport.parity.TOLERANCES).")] = "fp32",
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance, replacing the preset's.")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Tolerance relative to max |PyTorch output|, replacing the preset's.")] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="Compare every layer's output even when the outputs pass.")] = False,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file.")] = None,
+    junit_file: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report (a testcase per runtime and output).")] = None,
+    warn_only: Annotated[bool, typer.Option("--warn-only", help="Exit 0 even when parity fails (still reports FAILED).")] = False,
+    arch: ArchOpt = None,
+    unsafe_pickle: UnsafePickleOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check an artifact against its checkpoint in PyTorch; on failure, name the first diverging layer.
+    Exit 0 passed, 1 parity failure, 2 bad input."""
+    from odexport.console import ConsoleReporter
+    from odexport.verify import verify_artifact, write_reports
+
+    def action() -> int:
+        report = verify_artifact(
+            artifact, checkpoint, runtime=runtime, images=images, batch_sizes=batch, imgsz=imgsz,
+            precision=precision, atol=atol, rtol=rtol, layers=layers, arch=arch, unsafe_pickle=unsafe_pickle,
+            reporter=ConsoleReporter(),
+        )
+        render.verification(stdout, report, all_layers=layers)
+        write_reports(report, json_path=json_file, junit_path=junit_file)
+        if not report.passed and warn_only:
+            stderr.print(f"[bold yellow]warning:[/bold yellow] parity check failed on {'; '.join(report.failures())} "
+                         "(--warn-only: exit 0)", soft_wrap=True)
+        elif not report.passed:
+            report.raise_for_failure()  # ParityError: one error line, exit 1
+        return 0
+
+    _run(action, debug)
+
+
+@app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where the demo writes its files.")] = Path("demo"),
     kernel_num: Annotated[int, typer.Option("--kernel-num", help="ODConv kernel_num of the demo model.")] = 1,

@@ -69,3 +69,81 @@ def onnx_inspection(console: Console, summary: dict) -> None:
         ops = ", ".join(f"{op} {count}" for op, count in layer["op_counts"].items())
         table.add_row(layer["path"], str(layer["nodes"]), ops)
     console.print(table)
+
+
+
+def _number(value: float | None, fmt: str = ".2e") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def verification_table(report) -> Table:
+    """Every runtime's outputs against PyTorch (a VerifyReport), a column per runtime and output: narrow
+    enough for an 80-column CI log."""
+    tolerance = report.tolerance
+    table = Table(title=f"Parity vs PyTorch ({tolerance.name}: limit {tolerance.atol:g} + {tolerance.rtol:g} x max|ref|)")
+    table.add_column("")
+    columns = [(result, out) for result in report.runtimes for out in result.parity.outputs]
+    for result, out in columns:
+        table.add_column(f"{result.runtime}\n{out.name}")
+
+    def row(label: str, cell) -> None:
+        table.add_row(label, *(cell(out) for _, out in columns))
+
+    def shape(out) -> str:
+        mismatch = out.reference_shape is not None and tuple(out.reference_shape) != tuple(out.shape)
+        return str(list(out.shape)) + (f" (PyTorch {list(out.reference_shape)})" if mismatch else "")
+
+    row("shape", shape)
+    row("max abs error", lambda o: _number(o.max_abs_error))
+    row("mean abs error", lambda o: _number(o.mean_abs_error))
+    row("p99 abs error", lambda o: _number(o.p99_abs_error))
+    row("max rel error", lambda o: _number(o.max_rel_error))
+    row("mean rel error", lambda o: _number(o.mean_rel_error))
+    row("p99 rel error", lambda o: _number(o.p99_rel_error))
+    row("limit", lambda o: _number(o.limit))
+    row("cosine (lowest)", lambda o: _number(o.cosine_similarity, ".6f"))
+    row("top-1 agreement", lambda o: _number(o.top1_agreement, ".0%"))
+    row("top-5 agreement", lambda o: _number(o.top5_agreement, ".0%"))
+    row("result", lambda o: "[green]PASSED[/green]" if o.passed else "[red]FAILED[/red]")
+    return table
+
+
+def layers_table(located, *, every: bool, context: int = 3) -> Table:
+    """Layer outputs against PyTorch's (a Localization): all of them, or the first divergent one and the
+    few layers before it."""
+    rows = list(located.layers)
+    first = located.first_divergent
+    if first is not None and not every:
+        end = rows.index(first) + 1
+        rows = rows[max(0, end - 1 - context):end]
+    table = Table(title=f"Layers in {located.runtime}: {located.summary()}")
+    for column in ("module (execution order)", "max abs", "max rel", "limit", "result"):
+        table.add_column(column)
+    for layer in rows:
+        name = layer.path if layer.reference == layer.path else f"{layer.path} (+ {layer.reference}, folded)"
+        table.add_row(name, _number(layer.max_abs_error), _number(layer.max_rel_error), _number(layer.limit),
+                      "[green]ok[/green]" if layer.passed else "[red]DIVERGES[/red]")
+    return table
+
+
+def verification(console: Console, report, *, all_layers: bool = False) -> None:
+    """A VerifyReport: the outputs table, each runtime's layers when they were compared, and the verdict."""
+    height, width = report.input_size
+    samples = ", ".join(f"{count} {kind}" for kind, count in report.samples.items())
+    console.print(f"Verifying {report.model_file} against {report.reference}", soft_wrap=True)
+    console.print(f"  inputs: {samples} at {height}x{width}; batch {', '.join(map(str, report.batch_sizes))}")
+    for note in report.notes:
+        console.print(f"  note: {note}", soft_wrap=True)
+    console.print(verification_table(report))
+    for result in report.runtimes:
+        if result.layers is None:
+            continue
+        if result.layers.layers:
+            console.print(layers_table(result.layers, every=all_layers))
+        else:
+            console.print(f"Layers in {result.runtime}: {result.layers.summary()}", soft_wrap=True)
+    runtimes = ", ".join(r.runtime for r in report.runtimes)
+    if report.passed:
+        console.print(f"[bold green]PASSED[/bold green] ({runtimes})")
+    else:
+        console.print("[bold red]FAILED[/bold red]: " + "; ".join(report.failures()), soft_wrap=True)

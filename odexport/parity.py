@@ -41,6 +41,14 @@ class OutputParity:
     limit: float
     top1_agreement: float | None  # fraction of samples whose arg-max matches; None for non-vector outputs
     passed: bool
+    # Added for `verify`; defaults keep positional construction working. Relative errors are relative to
+    # max |reference|, like max_rel_error and the tolerance.
+    p99_abs_error: float | None = None
+    mean_rel_error: float | None = None
+    p99_rel_error: float | None = None
+    cosine_similarity: float | None = None  # the lowest over samples (each sample flattened)
+    top5_agreement: float | None = None  # fraction of samples with the same set of 5 top classes; None if <= 5
+    reference_shape: tuple[int, ...] | None = None  # differs from shape only when the shapes mismatch
 
 
 @dataclass(frozen=True)
@@ -73,18 +81,45 @@ class ParityReport:
 def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) -> OutputParity:
     if reference.shape != candidate.shape:
         return OutputParity(name, tuple(candidate.shape), float("inf"), float("inf"), float("inf"),
-                            tolerance.limit(reference), None, False)
+                            tolerance.limit(reference), None, False, reference_shape=tuple(reference.shape))
     error = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     scale = float(np.abs(reference).max(initial=0.0)) or 1.0
-    top1 = None
+    top1 = top5 = None
     if reference.ndim == 2:
         top1 = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+        top5 = _topk_agreement(reference, candidate, 5)
     max_abs = float(error.max(initial=0.0))
+    p99_abs = float(np.percentile(error, 99)) if error.size else 0.0
     limit = tolerance.limit(reference)
     passed = bool(np.isfinite(candidate).all()) and max_abs <= limit
     if top1 is not None and top1 < tolerance.min_top1_agreement:
         passed = False
-    return OutputParity(name, tuple(reference.shape), max_abs, float(error.mean()), max_abs / scale, limit, top1, passed)
+    return OutputParity(name, tuple(reference.shape), max_abs, float(error.mean()), max_abs / scale, limit, top1, passed,
+                        p99_abs_error=p99_abs, mean_rel_error=float(error.mean()) / scale, p99_rel_error=p99_abs / scale,
+                        cosine_similarity=_lowest_cosine(reference, candidate), top5_agreement=top5,
+                        reference_shape=tuple(reference.shape))
+
+
+def _topk_agreement(reference: np.ndarray, candidate: np.ndarray, k: int) -> float | None:
+    """reference, candidate: [N, classes]. None when there are no more than k classes (always agrees)."""
+    if reference.shape[1] <= k:
+        return None
+    top = [np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1) for scores in (reference, candidate)]
+    return float(np.mean(np.all(top[0] == top[1], axis=1)))
+
+
+def _lowest_cosine(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """The lowest per-sample cosine similarity (axis 0 is the sample); two zero vectors count as equal."""
+    if reference.ndim == 0 or reference.shape[0] == 0:
+        return None
+    ref = reference.reshape(reference.shape[0], -1).astype(np.float64)
+    cand = candidate.reshape(candidate.shape[0], -1).astype(np.float64)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    both_zero = (np.linalg.norm(ref, axis=1) == 0) & (np.linalg.norm(cand, axis=1) == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = np.where(both_zero, 1.0, np.sum(ref * cand, axis=1) / norms)
+    cosine = np.nan_to_num(cosine, nan=0.0)  # one zero vector (or non-finite values): nothing in common
+    return float(cosine.min())
 
 
 def _worst(results: list[OutputParity]) -> OutputParity:
@@ -92,11 +127,26 @@ def _worst(results: list[OutputParity]) -> OutputParity:
     passed only if all passed."""
     worst = max(results, key=lambda r: r.max_abs_error / max(r.limit, 1e-30))
     agreements = [r.top1_agreement for r in results if r.top1_agreement is not None]
+
+    def lowest(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return min(known) if known else None
+
+    def highest(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
+
+    mean_rel = [r.mean_rel_error for r in results if r.mean_rel_error is not None]
     return replace(
         worst,
         mean_abs_error=float(np.mean([r.mean_abs_error for r in results])),
         top1_agreement=min(agreements) if agreements else None,
         passed=all(r.passed for r in results),
+        p99_abs_error=highest([r.p99_abs_error for r in results]),
+        mean_rel_error=float(np.mean(mean_rel)) if mean_rel else None,
+        p99_rel_error=highest([r.p99_rel_error for r in results]),
+        cosine_similarity=lowest([r.cosine_similarity for r in results]),
+        top5_agreement=lowest([r.top5_agreement for r in results]),
     )
 
 

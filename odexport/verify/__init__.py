@@ -1,0 +1,18 @@
+"""`verify`: check an artifact against its checkpoint in PyTorch, per runtime and output, and on failure
+name the layer where the runtime first diverges.
+
+read the artifact (artifact.py) -> choose runtimes (runtimes.py), batch sizes, input size, tolerance and
+inputs (options.py) -> PyTorch and each runtime on the same inputs, compared by odexport.parity, localised
+by odexport.localize (check.py) -> a VerifyReport (report.py), saved as JSON or JUnit XML (junit.py).
+"""
+
+from .artifact import Artifact, read_artifact
+from .check import verify_artifact
+from .options import parse_batches, resolve_tolerance
+from .report import RuntimeVerification, VerifyReport, write_reports
+from .runtimes import RUNTIMES, VerifyRuntime, choose_runtimes
+
+__all__ = [
+    "RUNTIMES", "Artifact", "RuntimeVerification", "VerifyReport", "VerifyRuntime", "choose_runtimes",
+    "parse_batches", "read_artifact", "resolve_tolerance", "verify_artifact", "write_reports",
+]

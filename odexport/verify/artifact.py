@@ -1,0 +1,114 @@
+"""What verify reads of an artifact: the model file, its manifest when there is one, and its input and
+output names and shapes (from the file itself, so files odexport did not write work too)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..artifact import MANIFEST
+from ..errors import InputError
+from ..inputs import IMAGENET, Preprocessing
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """input_shape: [B, C, H, W] with None for a dynamic axis."""
+
+    model_file: Path
+    manifest: dict | None
+    input_name: str
+    input_shape: tuple[int | None, ...]
+    output_names: tuple[str, ...]
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        recorded = (self.manifest or {}).get("preprocessing")
+        if not recorded:
+            return IMAGENET
+        known = {f.name for f in fields(Preprocessing)}
+        return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in known})
+
+    @property
+    def folded_batchnorms(self) -> dict[str, str]:
+        """{ODConv layer path: BatchNorm path} that convert folded into the layer."""
+        layers = (self.manifest or {}).get("odconv_layers") or []
+        return {layer["path"]: layer["folded_batchnorm"] for layer in layers if layer.get("folded_batchnorm")}
+
+
+def _onnx_io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as error:
+        raise InputError(f"{path}: not a readable ONNX file ({type(error).__name__})",
+                         hint="pass a .onnx written by odexport convert or torch.onnx.export") from None
+    weights = {init.name for init in graph.initializer}  # old exports list initializers as inputs
+    inputs = [(i.name, tuple(d.dim_value or None for d in i.type.tensor_type.shape.dim))
+              for i in graph.input if i.name not in weights]
+    return inputs, tuple(o.name for o in graph.output)
+
+
+def _openvino_io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
+    import openvino as ov
+
+    if not path.with_suffix(".bin").is_file():
+        raise InputError(f"{path}: the weights file {path.with_suffix('.bin').name} is missing beside it",
+                         hint="keep the .xml and .bin of an OpenVINO IR together")
+    try:
+        model = ov.Core().read_model(str(path))
+    except Exception as error:
+        raise InputError(f"{path}: not a readable OpenVINO IR ({type(error).__name__})",
+                         hint="pass a model.xml written by odexport convert or openvino.save_model") from None
+    inputs = [(port.get_any_name(), tuple(None if d.is_dynamic else d.get_length() for d in port.get_partial_shape()))
+              for port in model.inputs]
+    return inputs, tuple(port.get_any_name() for port in model.outputs)
+
+
+# How each model file format tells its input and output names and shapes.
+_FORMATS = {".onnx": _onnx_io, ".xml": _openvino_io}
+
+
+def read_artifact(path: Path) -> Artifact:
+    """An output directory of convert (its manifest names the model file), or a .onnx / .xml file (with the
+    manifest beside it when that lists the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory",
+                         hint="pass a convert output directory, a .onnx or an .xml")
+    manifest = None
+    if path.is_dir():
+        if not (path / MANIFEST).is_file():
+            raise InputError(f"{path}: is a directory without {MANIFEST}",
+                             hint="pass an output directory of odexport convert, or the model file itself")
+        manifest = _read_json(path / MANIFEST)
+        model_files = [path / name for name in manifest.get("files", []) if Path(name).suffix in _FORMATS]
+        if not model_files:
+            raise InputError(f"{path / MANIFEST}: lists no model file ({', '.join(_FORMATS)})",
+                             hint="the directory is not a complete odexport artifact; convert again")
+        model_file = model_files[0]
+    else:
+        model_file = path
+        if model_file.suffix not in _FORMATS:
+            raise InputError(f"{path}: is not a model file odexport can verify",
+                             hint=f"pass a convert output directory or a file ending in {' or '.join(_FORMATS)}")
+        beside = path.parent / MANIFEST
+        if beside.is_file():
+            candidate = _read_json(beside)
+            manifest = candidate if path.name in candidate.get("files", []) else None
+    inputs, outputs = _FORMATS[model_file.suffix](model_file)
+    if len(inputs) != 1 or len(inputs[0][1]) != 4:
+        found = ", ".join(f"{name} {list(shape)}" for name, shape in inputs) or "none"
+        raise InputError(f"{model_file}: expected one image input [B, 3, H, W], found {found}",
+                         hint="verify checks image models with a single NCHW input")
+    (input_name, input_shape), = inputs
+    return Artifact(model_file, manifest, input_name, input_shape, outputs)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: unreadable ({type(error).__name__})", hint="convert again to rewrite it") from None

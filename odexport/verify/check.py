@@ -1,0 +1,134 @@
+"""verify_artifact: the artifact and PyTorch on identical inputs, per runtime; localise on failure."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from ..console import Reporter, SilentReporter
+from ..errors import InputError
+from ..localize import localize
+from ..parity import check_parity
+from ..runners import Runner, TorchRunner
+from .artifact import Artifact, read_artifact
+from .options import batch_sizes_for, input_size_for, parse_batches, resolve_tolerance, sample_inputs
+from .report import RuntimeVerification, VerifyReport
+from .runtimes import build_runner, choose_runtimes
+
+
+class _OncePerBatch:
+    """The reference runner, run once per distinct batch: checking several runtimes costs one PyTorch pass."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.name, self.input_names, self.output_names = runner.name, runner.input_names, runner.output_names
+        self.cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = hashlib.sha1(b"".join(f"{name}{feed[name].shape}".encode() + feed[name].tobytes()
+                                    for name in sorted(feed))).hexdigest()
+        if key not in self.cache:
+            self.cache[key] = self.runner.infer(feed)
+        return self.cache[key]
+
+
+def verify_artifact(
+    artifact: str | Path,
+    checkpoint: str | Path | None = None,
+    *,
+    model: nn.Module | None = None,
+    runtime: str | None = None,
+    images: str | Path | None = None,
+    batch_sizes: list[str | int] | tuple[int, ...] | None = None,
+    imgsz: str | int | tuple[int, int] | None = None,
+    precision: str = "fp32",
+    atol: float | None = None,
+    rtol: float | None = None,
+    layers: bool = False,
+    arch: str | None = None,
+    unsafe_pickle: bool = False,
+    reporter: Reporter | None = None,
+) -> VerifyReport:
+    """Check ``artifact`` (a convert output directory, a .onnx or an .xml) against PyTorch: ``checkpoint``,
+    loaded as convert loads it, or ``model``, an in-memory reference (e.g. a model outside the zoo).
+
+    runtime: a name in RUNTIMES, "all", or None for the file's default. batch_sizes: for a dynamic batch
+    (e.g. [1, 3] or ["1,3,8"]); a fixed batch is checked at itself. imgsz: for a dynamic height/width.
+    layers: localise even when every output passes (a failing runtime is always localised).
+    Raises InputError on bad input, never on a parity failure: see VerifyReport.raise_for_failure.
+    """
+    from ..convert import parse_imgsz
+
+    reporter = reporter or SilentReporter()
+    found = read_artifact(Path(artifact))
+    runtimes = choose_runtimes(runtime, found.model_file)
+    tolerance = resolve_tolerance(precision, atol, rtol)
+    sizes = batch_sizes_for(found, parse_batches(batch_sizes))
+    size = input_size_for(found, parse_imgsz(imgsz) if imgsz is not None else None)
+    if (checkpoint is None) == (model is None):
+        raise InputError("verify needs one PyTorch reference: a checkpoint, or (from Python) a model",
+                         hint="pass --checkpoint with the file the artifact was converted from")
+
+    notes: list[str] = []
+    with reporter.stage("Load", "building the PyTorch reference") as stage:
+        model, reference_name = _reference(checkpoint, model, found, arch, unsafe_pickle, notes)
+        stage.result = reference_name
+    kinds = sample_inputs(size, found.preprocessing, None if images is None else Path(images))
+    samples = np.concatenate(list(kinds.values()))
+    reference = _OncePerBatch(TorchRunner(model, (found.input_name,), found.output_names))
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="odexport-verify-") as work:
+        for chosen in runtimes:
+            start = time.perf_counter()
+            try:
+                runner = build_runner(chosen, found.model_file)
+            except InputError as error:
+                if runtime != "all" or (chosen is runtimes[-1] and not results):
+                    raise
+                notes.append(f"skipped {chosen.name}: {error.message}")  # "all" means all that can
+                continue
+            with reporter.stage("Parity", f"PyTorch vs {chosen.name} at {size[0]}x{size[1]}, batch "
+                                          f"{', '.join(map(str, sizes))}") as stage:
+                parity = check_parity(reference, runner, [samples], batch_sizes=sizes, tolerance=tolerance)
+                stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
+                # Free the session before PyTorch runs again: ONNX Runtime's idle threads spin for a while.
+                del runner
+            if not all(math.isfinite(output.limit) for output in parity.outputs):
+                raise InputError("PyTorch itself gives non-finite outputs (NaN or inf) for this model, so there is "
+                                 "nothing to compare against", hint="check the checkpoint's weights and BatchNorm "
+                                                                    "statistics")
+            located = None
+            if layers or not parity.passed:
+                with reporter.stage("Layers", f"comparing module outputs in {chosen.name}") as stage:
+                    located = localize(model, chosen, found.model_file, samples, batch_size=sizes[0],
+                                       tolerance=tolerance, input_name=found.input_name, workdir=Path(work),
+                                       folded=found.folded_batchnorms)
+                    stage.result = located.summary()
+            results.append(RuntimeVerification(chosen.name, parity, located, round(time.perf_counter() - start, 3)))
+    return VerifyReport(
+        artifact=str(artifact), model_file=str(found.model_file),
+        checkpoint=None if checkpoint is None else str(checkpoint), reference=reference_name, tolerance=tolerance,
+        batch_sizes=sizes, input_size=tuple(size), samples={kind: len(v) for kind, v in kinds.items()},
+        runtimes=tuple(results), notes=tuple(notes))
+
+
+def _reference(checkpoint, model: nn.Module | None, artifact: Artifact, arch: str | None, unsafe_pickle: bool,
+               notes: list[str]) -> tuple[nn.Module, str]:
+    """The PyTorch model and a name for it; a note when the checkpoint is not the one converted."""
+    if model is not None:
+        return model.eval(), f"{type(model).__name__} (given in Python)"
+    from ..checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(Path(checkpoint), arch=arch, unsafe_pickle=unsafe_pickle)
+    recorded = (artifact.manifest or {}).get("source") or {}
+    if recorded.get("sha256") and recorded["sha256"] != loaded.sha256:
+        notes.append(f"{checkpoint} is not the file this artifact was converted from (its sha256 differs "
+                     f"from the manifest's)")
+    return loaded.model, f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"

@@ -1,0 +1,108 @@
+"""verify's choices, from what the user asked and what the artifact allows: batch sizes, input size,
+tolerance, and the inputs themselves."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..inputs import Preprocessing, photographs, preprocess, random_inputs
+from ..parity import TOLERANCES, Tolerance
+from .artifact import Artifact
+
+# A dynamic batch is checked at 1 and at a size neither 1 nor a power of two, unless told otherwise.
+DEFAULT_BATCHES = (1, 3)
+DEFAULT_SIZE = (224, 224)
+RANDOM_SAMPLES = 2
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def parse_batches(values: list[str | int] | tuple | None) -> tuple[int, ...] | None:
+    """["1", "3,8"] -> (1, 3, 8); None or empty stays None (the artifact decides)."""
+    if not values:
+        return None
+    sizes: list[int] = []
+    for value in values:
+        for part in str(value).split(","):
+            size = int(part) if part.strip().isdigit() else 0
+            if size < 1:
+                raise InputError(f"batch size {part!r} is not a positive int",
+                                 hint="e.g. --batch 1 --batch 3, or --batch 1,3,8")
+            if size not in sizes:
+                sizes.append(size)
+    return tuple(sizes)
+
+
+def resolve_tolerance(precision: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
+    """A preset of odexport.parity.TOLERANCES, with atol/rtol replaced when given."""
+    if precision not in TOLERANCES:
+        raise InputError(f"unknown precision {precision!r}",
+                         hint=f"presets: {', '.join(TOLERANCES)}; or pass --atol/--rtol")
+    preset = TOLERANCES[precision]
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise InputError(f"--{name} {value} is not a non-negative number", hint=f"e.g. --{name} 1e-4")
+    if atol is None and rtol is None:
+        return preset
+    return replace(preset, name=f"{preset.name}+custom", atol=preset.atol if atol is None else atol,
+                   rtol=preset.rtol if rtol is None else rtol)
+
+
+def batch_sizes_for(artifact: Artifact, asked: tuple[int, ...] | None) -> tuple[int, ...]:
+    fixed = artifact.input_shape[0]
+    if fixed is None:
+        return asked or DEFAULT_BATCHES
+    if asked and set(asked) != {fixed}:
+        raise InputError(f"{artifact.model_file.name} has a fixed batch of {fixed}; cannot check batch "
+                         f"{', '.join(map(str, asked))}", hint=f"leave --batch out, or pass --batch {fixed}")
+    return (fixed,)
+
+
+def input_size_for(artifact: Artifact, asked: tuple[int, int] | None) -> tuple[int, int]:
+    height, width = artifact.input_shape[2:]
+    if height is not None and width is not None:
+        if asked and asked != (height, width):
+            raise InputError(f"{artifact.model_file.name} takes {height}x{width} inputs; cannot check "
+                             f"{asked[0]}x{asked[1]}", hint="leave --imgsz out for an artifact with a fixed input size")
+        return height, width
+    if asked:
+        return asked
+    checked = ((artifact.manifest or {}).get("parity") or {}).get("input_shapes") or []
+    return tuple(checked[0][-2:]) if checked else DEFAULT_SIZE  # the size convert checked it at
+
+
+def sample_inputs(size: tuple[int, int], spec: Preprocessing, images: Path | None) -> dict[str, np.ndarray]:
+    """{kind: [N, 3, h, w] float32}: the bundled photographs, seeded random inputs, the user's images."""
+    kinds = {"photographs": photographs(size, spec), "random": random_inputs(RANDOM_SAMPLES, size)}
+    if images is not None:
+        kinds["images"] = load_images(Path(images), size, spec)
+    return kinds
+
+
+def load_images(directory: Path, size: tuple[int, int], spec: Preprocessing) -> np.ndarray:
+    """Every image file in ``directory`` (sorted by name), preprocessed: [N, 3, h, w] float32."""
+    import skimage.io
+    import skimage.util
+
+    if not directory.is_dir():
+        raise InputError(f"--images {directory}: not a directory", hint="pass a folder of .png/.jpg images")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"--images {directory}: holds no images ({', '.join(IMAGE_SUFFIXES)})",
+                         hint="pass a folder of photographs like the ones the model was trained on")
+    images = []
+    for file in files:
+        try:
+            image = skimage.io.imread(file)
+        except Exception as error:
+            raise InputError(f"{file}: unreadable image ({type(error).__name__})", hint="remove or re-save it") from None
+        if image.ndim == 2:  # grayscale
+            image = np.stack([image] * 3, axis=-1)
+        if image.ndim != 3 or image.shape[-1] not in (3, 4):
+            raise InputError(f"{file}: not an RGB image (shape {list(image.shape)})", hint="save it as RGB")
+        images.append(preprocess(skimage.util.img_as_ubyte(image[..., :3]), size, spec))
+    return np.stack(images)

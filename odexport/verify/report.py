@@ -1,0 +1,104 @@
+"""verify's results as data: per runtime the output comparison and, when run, the layer localisation;
+saved as JSON and JUnit XML, rendered by the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import OutputError, ParityError
+from ..localize import Localization
+from ..parity import OutputParity, ParityReport, Tolerance
+
+
+@dataclass(frozen=True)
+class RuntimeVerification:
+    runtime: str
+    parity: ParityReport
+    layers: Localization | None  # None when the outputs passed and layers were not asked for
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.parity.passed
+
+    def failure(self) -> str | None:
+        """One sentence on the worst failing output and the layer where it starts; None when passed."""
+        failing = [out for out in self.parity.outputs if not out.passed]
+        if not failing:
+            return None
+        worst = max(failing, key=lambda o: o.max_abs_error / max(o.limit, 1e-30))
+        first = self.layers.first_divergent if self.layers else None
+        return f"{self.runtime}: {describe_failure(worst)}" + (f"; first divergent layer {first.path}" if first else "")
+
+
+def describe_failure(out: OutputParity) -> str:
+    if out.reference_shape is not None and tuple(out.reference_shape) != tuple(out.shape):
+        return f"{out.name} has shape {list(out.shape)}, PyTorch gives {list(out.reference_shape)}"
+    ratio = out.max_abs_error / out.limit if out.limit else math.inf
+    agree = "" if out.top1_agreement is None else f", top-1 agreement {out.top1_agreement:.0%}"
+    return (f"{out.name} max abs error {out.max_abs_error:.3g} exceeds the limit {out.limit:.3g} ({ratio:.1f}x), "
+            f"max rel {out.max_rel_error:.3g}{agree}")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """samples: how many inputs of each kind; notes: what is worth knowing but fails nothing."""
+
+    artifact: str
+    model_file: str
+    checkpoint: str | None
+    reference: str
+    tolerance: Tolerance
+    batch_sizes: tuple[int, ...]
+    input_size: tuple[int, int]
+    samples: dict[str, int]
+    runtimes: tuple[RuntimeVerification, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.runtimes) and all(r.passed for r in self.runtimes)
+
+    def failures(self) -> list[str]:
+        return [sentence for r in self.runtimes if (sentence := r.failure())]
+
+    def to_dict(self) -> dict:
+        runtimes = [{"runtime": r.runtime, "passed": r.passed, "seconds": r.seconds, "parity": r.parity.to_dict(),
+                     "layers": r.layers.to_dict() if r.layers else None} for r in self.runtimes]
+        return _finite(asdict(self) | {"runtimes": runtimes, "passed": self.passed, "failures": self.failures()})
+
+    def raise_for_failure(self) -> None:
+        """ParityError (exit code 1) naming each failing runtime, output and first divergent layer."""
+        if not self.passed:
+            raise ParityError(f"parity check failed on {'; '.join(self.failures())}",
+                              hint="the artifact does not compute what the checkpoint does; --layers lists every "
+                                   "layer's error, and converting again rebuilds the artifact")
+
+
+def write_reports(report: VerifyReport, *, json_path: Path | None = None, junit_path: Path | None = None) -> None:
+    """Save the report as JSON and/or JUnit XML (for CI test views), creating parent directories."""
+    from .junit import write_junit
+
+    for path, write in ((json_path, lambda p: p.write_text(json.dumps(report.to_dict(), indent=2) + "\n")),
+                        (junit_path, lambda p: write_junit(report, p))):
+        if path is None:
+            continue
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write(Path(path))
+        except OSError as error:
+            raise OutputError(f"cannot write {path}: {error.strerror or error}", hint="choose a writable path") from None
+
+
+def _finite(value):
+    """JSON has no inf or NaN: a failed comparison's infinite error becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
