@@ -2,16 +2,26 @@
 
 A freshly built model has all attention-head biases at zero and BatchNorm at identity, so every sigmoid
 sits at 0.5 and the kernel softmax is uniform: a wrong export can still match it. :func:`randomize_`
-spreads every parameter and BatchNorm statistic instead, and keeps deep models numerically sane:
+spreads every parameter and BatchNorm statistic instead. It also keeps the model well conditioned (float32
+and float64 agree to ~1e-6 of the largest logit), or a parity check would fail on float32 rounding alone:
 
-- BatchNorm statistics drawn blindly leave eval-mode activations unscaled: ResNet-101 logits reach
-  ~1e5, with ODConv ~1e20. So they are drawn around the statistics a seeded random batch actually
-  produces (as training would leave them): each BatchNorm roughly normalises, activations stay O(1).
+- BatchNorm statistics are drawn around those a seeded calibration batch actually produces (as training
+  would leave them), so each BatchNorm roughly normalises. The batch is half white noise, half noise with
+  the 1/f spectrum of photographs, at three sizes: statistics from white noise alone do not normalise
+  photographs, whose features then grow block after block (ODConv ResNet-50 logits reached 1e23).
+- A BatchNorm divides by the root mean square of its input, not by its spread about the mean, and its
+  shift is mostly positive. Dividing a channel with a large mean by its small spread magnifies float32
+  rounding in proportion, at every layer; a random network is then chaotic (a 1e-6 change of the input
+  moved MobileNetV2 logits by 1e-3).
+- The last BatchNorm of a residual branch gets a small weight, so each block adds a little to its input
+  and depth compounds neither size nor rounding (the usual zero-gamma init, short of zero).
+- Linear layers (the classifier) centre and scale their outputs on the calibration batches. Features of
+  a random network share a large mean; without this one class wins for every input.
 - Attention logits get their spread from the head biases, and only a small input-dependent part from
   the head weights. A large input-dependent part makes a random ODConv ResNet unstable: an input whose
   features are a little larger gets larger attentions, hence larger features in the next layer, and so
-  on through the depth. For the same reason the squeeze BatchNorm (``attention.bn``) normalises by the
-  size of its input, not by its much smaller spread between samples.
+  on through the depth. For the same reason the squeeze BatchNorm (``attention.bn``) normalises every
+  channel by the same size, that of its whole input.
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .mobilenetv2 import InvertedResidual
 from .odconv import Attention, ODConv2d
+from .resnet import BasicBlock, Bottleneck
 
 _ATTENTION_HEADS = ("channel_fc", "filter_fc", "spatial_fc", "kernel_fc")
 # Logits = bias uniform in [-2.5, 2.5] + an input-dependent part of std ~0.1: sigmoids land well away
@@ -30,27 +43,50 @@ _ATTENTION_HEADS = ("channel_fc", "filter_fc", "spatial_fc", "kernel_fc")
 _HEAD_BIAS = 2.5
 _HEAD_GAIN = 0.3
 _RELU_GAIN = math.sqrt(2.0)
-# Calibration batch used when the caller gives no example input: [8, C_in, 64, 64].
-_CALIBRATION_SHAPE = (8, 64, 64)
+# BatchNorm weight uniform in this range; bias normal with this mean and std.
+_NORM_WEIGHT = (0.5, 1.5)
+_NORM_BIAS = (0.3, 0.2)
+# Weight of the last BatchNorm of a residual branch: each block adds ~0.25 of its input's size.
+_BRANCH_WEIGHT = (0.1, 0.4)
+# A channel (or class) quieter than this fraction of its layer's median second moment is scaled as if it
+# were that loud: one that barely fires on the calibration batches would blow up on other inputs.
+_QUIET_FLOOR = 0.1
+# Default calibration: seeded batches [B, C_in, S, S] for these (B, S), each half white noise, half 1/f
+# noise. Features of a random network shift with the input size, so calibrating at one size leaves the
+# classifier favouring one class for every input at other sizes.
+_CALIBRATION_BATCHES = ((8, 64), (8, 32), (4, 128))
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
+
+# The BatchNorm ending the residual branch of each zoo block (None: this block has no residual). A model
+# outside the zoo keeps full-size branches.
+_BRANCH_END: dict[type[nn.Module], Callable[[nn.Module], nn.Module | None]] = {
+    BasicBlock: lambda block: block.bn2,
+    Bottleneck: lambda block: block.bn3,
+    InvertedResidual: lambda block: block.conv[-1] if block.use_res_connect else None,
+}
 
 
 def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None) -> nn.Module:
     """Fill every parameter and BatchNorm statistic of ``model`` in place from ``seed``; return ``model``.
 
     Conv and linear weights (ODConv kernel stacks included) are normal with std = gain / sqrt(fan_in),
-    biases uniform; BatchNorm weight is uniform in [0.5, 1.5] and bias normal; running_mean is the
-    calibration mean plus noise, running_var the calibration variance times uniform [0.5, 2] (so
-    positive), num_batches_tracked a random positive count.
+    biases uniform; BatchNorm weight is uniform in [0.5, 1.5] ([0.1, 0.4] at the end of a residual branch)
+    and bias normal around 0.3; running_mean is the calibration mean plus noise, running_var the
+    calibration mean square times uniform [0.5, 2] (so positive), num_batches_tracked a random positive
+    count. Linear layers are then rescaled and shifted so that each output has mean ~0 and std ~1 on the
+    calibration batches.
 
-    example_input: calibration batch [B >= 2, ...]; default seeded N(0, 1) of shape [8, C_in, 64, 64],
-    with C_in taken from the first convolution. Deterministic for a given seed and model, whatever the
-    global RNG state; the model's train/eval mode is kept.
+    example_input: calibration batch [B >= 2, ...]; default three seeded batches [8, C_in, 64, 64],
+    [8, C_in, 32, 32] and [4, C_in, 128, 128], half white N(0, 1), half photograph-like 1/f noise, with C_in
+    taken from the first convolution. Deterministic for a given seed and model, whatever the global RNG state; the model's
+    train/eval mode is kept.
     """
     gen = torch.Generator().manual_seed(seed)
     heads = {id(m.head(h)) for m in model.modules() if isinstance(m, Attention)
              for h in _ATTENTION_HEADS if m.head(h) is not None}
+    branch_ends = {id(end) for m in model.modules() if type(m) in _BRANCH_END
+                   for end in [_BRANCH_END[type(m)](m)] if end is not None}
     done: set[int] = set()
     with torch.no_grad():
         for module in model.modules():
@@ -60,7 +96,7 @@ def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None)
             elif id(module) in heads:
                 _fill_weight_and_bias(module, gen, gain=_HEAD_GAIN, bias_range=_HEAD_BIAS)
             elif isinstance(module, _BatchNorm):
-                _fill_batchnorm_affine(module, gen)
+                _fill_batchnorm_affine(module, gen, _BRANCH_WEIGHT if id(module) in branch_ends else _NORM_WEIGHT)
             elif isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
                 _fill_weight_and_bias(module, gen, gain=_RELU_GAIN, bias_range=0.1)
             else:
@@ -72,63 +108,132 @@ def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None)
                 fan_in = p[0].numel() if p.dim() > 1 else 1
                 _copy(p, _normal(p.shape, 1.0 / math.sqrt(fan_in), gen))
                 done.add(id(p))
-        _calibrate_batchnorm(model, gen, example_input)
+        if example_input is None:
+            batches = _calibration_inputs(model, gen)
+        elif example_input.shape[0] < 2:
+            # The squeeze BatchNorms see one value per sample and channel: one sample has no statistics.
+            raise ValueError(f"randomize_ needs an example_input batch of at least 2, got {example_input.shape[0]}")
+        else:
+            batches = [example_input]
+        _calibrate(model, gen, batches)
     return model
 
 
-def _calibrate_batchnorm(model: nn.Module, gen: torch.Generator, example_input: Tensor | None) -> None:
-    """Set every BatchNorm's running stats from its input on one calibration batch, plus noise."""
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    if not norms:
-        return
-    x = _calibration_input(model, gen) if example_input is None else example_input
-    if x.shape[0] < 2:
-        # The squeeze BatchNorms see one value per sample and channel: one sample has no statistics.
-        raise ValueError(f"randomize_ needs an example_input batch of at least 2, got {x.shape[0]}")
-    first = next(model.parameters(), None)
-    if first is not None and x.is_floating_point():
-        x = x.to(device=first.device, dtype=first.dtype)
+def _calibrate(model: nn.Module, gen: torch.Generator, batches: list[Tensor]) -> None:
+    """Set BatchNorm running stats and Linear outputs from their inputs on ``batches``, pooled over batches.
+
+    Each layer is set just before it runs, so later ones see already calibrated inputs; a layer pools what
+    it saw on every batch so far, each batch weighing the same whatever its size.
+    """
     squeezes = {id(m.bn) for m in model.modules() if isinstance(m, Attention)}
-    # Each BatchNorm is set just before it runs, so later ones see already calibrated inputs. The noise
-    # is drawn there, in execution order, which is fixed for a given model.
-    handles = [m.register_forward_pre_hook(_calibration_hook(gen, squeeze=id(m) in squeezes)) for m in norms]
+    layers = [m for m in model.modules()
+              if isinstance(m, nn.Linear) or (isinstance(m, _BatchNorm) and m.track_running_stats)]
+    if not layers:
+        return
+    # Noise drawn here, in module order, so the values do not depend on the order the layers run in.
+    calibrations = {id(m): _Calibration(m, gen, squeeze=id(m) in squeezes) for m in layers}
+    first = next(model.parameters(), None)
+    handles = [m.register_forward_pre_hook(calibrations[id(m)]) for m in layers]
     was_training = model.training
     try:
         model.eval()
-        model(x)
+        for x in batches:
+            if first is not None and x.is_floating_point():
+                x = x.to(device=first.device, dtype=first.dtype)
+            model(x)
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
-    for m in norms:
-        m.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (1,), generator=gen)))
+    for m in layers:
+        if isinstance(m, _BatchNorm):
+            m.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (1,), generator=gen)))
 
 
-def _calibration_hook(gen: torch.Generator, squeeze: bool) -> Callable[[_BatchNorm, tuple[Tensor, ...]], None]:
-    def hook(module: _BatchNorm, args: tuple[Tensor, ...]) -> None:
-        x = args[0].detach().double()
-        dims = [d for d in range(x.dim()) if d != 1]
-        mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
-        if squeeze:
-            var = torch.full_like(var, (var + mean**2).mean().item() + 1e-12)
+class _Calibration:
+    """Forward pre-hook of one BatchNorm or Linear: pools the moments of what the layer sees, and sets it.
+
+    BatchNorm: running_mean = mean + noise, running_var = mean square * uniform [0.5, 2], per channel (the
+    squeeze BatchNorm: one mean square for all channels). Linear: the weight is rescaled and the mean
+    subtracted from the bias, so that every output has std ~1 and mean ~ its original bias.
+    """
+
+    def __init__(self, module: nn.Module, gen: torch.Generator, squeeze: bool) -> None:
+        self.squeeze = squeeze
+        self.moments: list[tuple[Tensor, Tensor]] = []  # per batch: (mean, mean square) per channel
+        if isinstance(module, nn.Linear):
+            self.weight = module.weight.detach().double().clone()
+            self.bias = None if module.bias is None else module.bias.detach().double().clone()
         else:
-            # A channel that barely fires on the calibration batch would be blown up on other inputs.
-            var = var.clamp_min(max(1e-2 * var.mean().item(), 1e-6))
-        c = module.num_features
-        _copy(module.running_mean, mean + _normal((c,), 0.2, gen) * var.sqrt())
-        _copy(module.running_var, var * _uniform((c,), 0.5, 2.0, gen))
+            c = module.num_features
+            self.mean_noise = _normal((c,), 0.2, gen).double()
+            self.var_factor = _uniform((c,), 0.5, 2.0, gen).double()
 
-    return hook
+    def __call__(self, module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        x = args[0].detach().double()
+        if isinstance(module, nn.Linear):
+            x = F.linear(x, self.weight).flatten(0, -2)  # [N, out_features]
+            dims: list[int] = [0]
+        else:
+            dims = [d for d in range(x.dim()) if d != 1]
+        self.moments.append((x.mean(dim=dims), x.square().mean(dim=dims)))
+        mean = torch.stack([m for m, _ in self.moments]).mean(dim=0)
+        square = torch.stack([s for _, s in self.moments]).mean(dim=0)
+        if isinstance(module, nn.Linear):
+            std = _floored(square - mean**2).sqrt()
+            _copy(module.weight, self.weight / std[:, None])
+            if self.bias is not None:
+                _copy(module.bias, self.bias - mean / std)
+            return
+        if self.squeeze:
+            var = torch.full_like(square, square.mean().item() + 1e-12)
+        else:
+            var = _floored(square)
+        _copy(module.running_mean, mean + self.mean_noise * var.sqrt())
+        _copy(module.running_var, var * self.var_factor)
 
 
-def _calibration_input(model: nn.Module, gen: torch.Generator) -> Tensor:
-    """Seeded N(0, 1) input [8, C_in, 64, 64] for a model whose first layer is a 2D convolution."""
+def _floored(square: Tensor) -> Tensor:
+    return square.clamp_min(max(_QUIET_FLOOR * square.median().item(), 1e-6))
+
+
+def _calibration_inputs(model: nn.Module, gen: torch.Generator) -> list[Tensor]:
+    """Seeded batches [B, C_in, S, S], (B, S) in _CALIBRATION_BATCHES, for a model whose first layer is a 2D conv.
+
+    Half of each batch is white N(0, 1) noise, half photograph-like noise: parity checks feed both.
+    """
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return torch.randn(_CALIBRATION_SHAPE[0], m.in_channels, *_CALIBRATION_SHAPE[1:], generator=gen)
-        if isinstance(m, ODConv2d):
-            return torch.randn(_CALIBRATION_SHAPE[0], m.in_planes, *_CALIBRATION_SHAPE[1:], generator=gen)
-    raise ValueError("randomize_ needs example_input for a model whose first layer is not a 2D convolution")
+        if isinstance(m, (nn.Conv2d, ODConv2d)):
+            channels = m.in_channels if isinstance(m, nn.Conv2d) else m.in_planes
+            break
+    else:
+        raise ValueError("randomize_ needs example_input for a model whose first layer is not a 2D convolution")
+    return [torch.cat([torch.randn(batch // 2, channels, size, size, generator=gen),
+                       _photograph_like(batch - batch // 2, channels, size, gen)])
+            for batch, size in _CALIBRATION_BATCHES]
+
+
+def _photograph_like(count: int, channels: int, size: int, gen: torch.Generator) -> Tensor:
+    """[count, channels, size, size] noise shaped like ImageNet-normalised photographs.
+
+    Amplitude spectrum 1/f (that of natural images, the same at every scale, so statistics carry over
+    between input sizes), colour channels mostly shared, unit std, and an offset per sample and channel.
+    """
+    fy = torch.fft.fftfreq(size).abs()[:, None]
+    fx = torch.fft.rfftfreq(size)[None, :]
+    amplitude = 1.0 / (fy**2 + fx**2).sqrt().clamp_min(1.0 / size)
+    amplitude[0, 0] = 0.0
+
+    def fields(n: int) -> Tensor:
+        shape = (n, size, size // 2 + 1)
+        spectrum = torch.complex(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen))
+        x = torch.fft.irfft2(spectrum * amplitude, s=(size, size))
+        return x / x.flatten(1).std(dim=1)[:, None, None]
+
+    shared = fields(count)[:, None]
+    own = fields(count * channels).view(count, channels, size, size)
+    offset = _normal((count, channels, 1, 1), 0.5, gen)
+    return math.sqrt(0.8) * shared + math.sqrt(0.2) * own + offset
 
 
 def _fill_weight_and_bias(m: nn.Module, gen: torch.Generator, gain: float, bias_range: float) -> None:
@@ -139,10 +244,10 @@ def _fill_weight_and_bias(m: nn.Module, gen: torch.Generator, gain: float, bias_
         _copy(m.bias, _uniform(m.bias.shape, -bias_range, bias_range, gen))
 
 
-def _fill_batchnorm_affine(m: _BatchNorm, gen: torch.Generator) -> None:
+def _fill_batchnorm_affine(m: _BatchNorm, gen: torch.Generator, weight_range: tuple[float, float]) -> None:
     if m.weight is not None:
-        _copy(m.weight, _uniform((m.num_features,), 0.5, 1.5, gen))
-        _copy(m.bias, _normal((m.num_features,), 0.2, gen))
+        _copy(m.weight, _uniform((m.num_features,), *weight_range, gen))
+        _copy(m.bias, _NORM_BIAS[0] + _normal((m.num_features,), _NORM_BIAS[1], gen))
 
 
 def _normal(shape: tuple[int, ...] | torch.Size, std: float, gen: torch.Generator) -> Tensor:
