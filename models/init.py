@@ -120,34 +120,41 @@ def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None)
 
 
 def _calibrate(model: nn.Module, gen: torch.Generator, batches: list[Tensor]) -> None:
-    """Set BatchNorm running stats and Linear outputs from their inputs on ``batches``, pooled over batches.
+    """Set BatchNorm running stats, then Linear weights and biases, from what each sees on ``batches``.
 
-    Each layer is set just before it runs, so later ones see already calibrated inputs; a layer pools what
-    it saw on every batch so far, each batch weighing the same whatever its size.
+    Each layer is set just before it runs, so later ones see already calibrated inputs, and pools what it
+    saw on every batch so far, each batch weighing the same whatever its size. The Linear layers get a
+    second run over the batches, once every BatchNorm is final: features computed under statistics that
+    later batches then changed would leave the classifier off-centre at some input sizes.
     """
     squeezes = {id(m.bn) for m in model.modules() if isinstance(m, Attention)}
-    layers = [m for m in model.modules()
-              if isinstance(m, nn.Linear) or (isinstance(m, _BatchNorm) and m.track_running_stats)]
-    if not layers:
-        return
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     # Noise drawn here, in module order, so the values do not depend on the order the layers run in.
-    calibrations = {id(m): _Calibration(m, gen, squeeze=id(m) in squeezes) for m in layers}
+    calibrations = {id(m): _Calibration(m, gen, squeeze=id(m) in squeezes) for m in norms + linears}
     first = next(model.parameters(), None)
-    handles = [m.register_forward_pre_hook(calibrations[id(m)]) for m in layers]
+    batches = [x.to(device=first.device, dtype=first.dtype) if first is not None and x.is_floating_point() else x
+               for x in batches]
     was_training = model.training
+    model.eval()
     try:
-        model.eval()
-        for x in batches:
-            if first is not None and x.is_floating_point():
-                x = x.to(device=first.device, dtype=first.dtype)
-            model(x)
+        for layers in (norms, linears):
+            if layers:
+                _run_with_hooks(model, batches, {m: calibrations[id(m)] for m in layers})
     finally:
         model.train(was_training)
+    for m in norms:
+        m.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (1,), generator=gen)))
+
+
+def _run_with_hooks(model: nn.Module, batches: list[Tensor], hooks: dict[nn.Module, _Calibration]) -> None:
+    handles = [m.register_forward_pre_hook(hook) for m, hook in hooks.items()]
+    try:
+        for x in batches:
+            model(x)
+    finally:
         for h in handles:
             h.remove()
-    for m in layers:
-        if isinstance(m, _BatchNorm):
-            m.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (1,), generator=gen)))
 
 
 class _Calibration:
