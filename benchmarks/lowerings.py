@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odexport.convert import convert_model
+from odexport.conversion import convert_model
 from odexport.manifest import versions
 from odexport.models import create_model, get_arch, randomize_
 from odexport.runners import OnnxRuntimeRunner, OpenVINORunner

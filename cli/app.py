@@ -80,7 +80,7 @@ def convert(
 ) -> None:
     """Convert a checkpoint to a deployable artifact and check it against PyTorch."""
     from odexport.console import ConsoleReporter
-    from odexport.convert import convert_checkpoint
+    from odexport.conversion import convert_checkpoint
 
     def action() -> None:
         result = convert_checkpoint(
@@ -105,7 +105,7 @@ def inspect(
     """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), or what an
     exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
     from odexport.checkpoint import load_checkpoint
-    from odexport.convert import parse_imgsz
+    from odexport.conversion import parse_imgsz
     from odexport.inspection import summarize_model, summarize_onnx
 
     def action() -> None:
@@ -158,7 +158,7 @@ def verify(
     """Check an artifact against its checkpoint in PyTorch; on failure, name the first diverging layer.
     Exit 0 passed, 1 parity failure, 2 bad input."""
     from odexport.console import ConsoleReporter
-    from odexport.verify import verify_artifact, write_reports
+    from odexport.verification import verify_artifact, write_reports
 
     def action() -> int:
         report = verify_artifact(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .checkpoint import save_official_checkpoint
 from .console import Reporter
-from .convert import ConversionResult, convert_checkpoint
+from .conversion import ConversionResult, convert_checkpoint
 
 DEMO_SEED = 0
 

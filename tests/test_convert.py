@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from odexport.convert import convert_checkpoint
+from odexport.conversion import convert_checkpoint
 from odexport.errors import OutputError, ParityError
 from odexport.lowering import registry
 from odexport.lowering.decomposed import DecomposedODConv
@@ -113,7 +113,7 @@ def test_lowered_model_leaves_the_original_untouched(official_checkpoint):
 
 
 def test_a_reference_that_is_not_finite_is_reported_as_bad_input(tmp_path):
-    from odexport.convert import convert_model
+    from odexport.conversion import convert_model
     from odexport.errors import InputError
     from strategies import tiny_od_net
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from odexport.convert import convert_model
+from odexport.conversion import convert_model
 from odexport.export import export_onnx
 from odexport.inspection import summarize_onnx
 from odexport.lowering import get_lowering, list_lowerings
@@ -94,7 +94,7 @@ ZOO_OD = [name for name in list_models(odconv=True)]
 @pytest.mark.parametrize("arch", ZOO_OD)
 def test_every_zoo_model_keeps_parity_with_every_lowering(official_checkpoint, tmp_path, arch, lowering):
     """The default lowering is covered for every zoo model by tests/cli; these are the others."""
-    from odexport.convert import convert_checkpoint
+    from odexport.conversion import convert_checkpoint
 
     checkpoint = official_checkpoint(arch, kernel_num=4)
     result = convert_checkpoint(checkpoint, target="onnx", output=tmp_path / "out", imgsz=32, lowering=lowering)

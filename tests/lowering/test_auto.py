@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from odexport.convert import convert_model
+from odexport.conversion import convert_model
 from odexport.errors import InputError
 from odexport.lowering.auto import SMALL_KERNEL_WEIGHTS, choose_for_layer
 from odexport.rewrite import find_odconv_layers

@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from odexport.convert import convert_model
+from odexport.conversion import convert_model
 from odexport.export import export_onnx
 from odexport.lowering import get_lowering
 from odexport.lowering.custom_op import DOMAIN, DOMAIN_VERSION, OP_TYPE, attach_function, node_attributes

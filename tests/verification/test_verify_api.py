@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from artifact_edits import edit_initializer, layer_initializers, scale_channel, scale_openvino_constant
-from odexport.convert import convert_model
+from odexport.conversion import convert_model
 from odexport.errors import InputError, ParityError
 from odexport.inputs import Preprocessing
-from odexport.verify.junit import junit_xml
-from odexport.verify import verify_artifact
+from odexport.verification.junit import junit_xml
+from odexport.verification import verify_artifact
 from strategies import tiny_od_net
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from artifact_edits import edit_initializer, layer_initializers, scale_channel, swap_rows
 from odexport.checkpoint import load_checkpoint
 from odexport.cli.app import app
-from odexport.verify import verify_artifact
+from odexport.verification import verify_artifact
 
 runner = CliRunner()
 ONE_BATCH = ("--batch", "6")  # the 6 default inputs in one forward: od_resnet18's ODConv is slow per call

@@ -63,7 +63,7 @@ def verify_artifact(
     layers: localise even when every output passes (a failing runtime is always localised).
     Raises InputError on bad input, never on a parity failure: see VerifyReport.raise_for_failure.
     """
-    from ..convert import parse_imgsz
+    from ..conversion import parse_imgsz
 
     reporter = reporter or SilentReporter()
     found = read_artifact(Path(artifact))

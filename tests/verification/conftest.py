@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from odexport.convert import convert_checkpoint, convert_model
+from odexport.conversion import convert_checkpoint, convert_model
 from strategies import tiny_od_net
 
 SIZE = 32
