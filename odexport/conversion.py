@@ -19,10 +19,11 @@ from .errors import InputError, ParityError
 from .export import OPSET, export_onnx, simplify_onnx
 from .inputs import IMAGENET, Preprocessing, parity_inputs
 from .lowering import get_lowering
-from .lowering.auto import AUTO, layer_chooser
+from .lowering.auto import AUTO, MeasuredChooser, auto_candidates, layer_chooser
+from .lowering.tuning import TimingContext, cpu_model
 from .manifest import MANIFEST_FORMAT, versions
 from .parity import TOLERANCES, ParityReport, check_parity
-from .rewrite import lower_model
+from .rewrite import lower_model, odconv_input_shapes
 from .runners import TorchRunner
 from .targets import get_target
 
@@ -160,15 +161,25 @@ def convert_model(
     if fixed_batch is None and single is not None and not single.dynamic_batch:
         raise InputError(f"lowering {lowering!r} cannot export a dynamic batch",
                          hint="pass --batch N, or choose a lowering with a dynamic batch (decomposed)")
-    choose = layer_chooser(lowering, dynamic_batch=fixed_batch is None)
     model = model.eval()
+    example = torch.zeros(fixed_batch or 1, 3, *size)
+    if lowering == AUTO:
+        choose = MeasuredChooser(
+            odconv_input_shapes(model, example),
+            _timing_context(chosen_target),
+            chosen_target.runner,
+            auto_candidates(dynamic_batch=fixed_batch is None),
+            reporter=reporter,
+        )
+    else:
+        choose = layer_chooser(lowering)
 
     with StagedDirectory(Path(output)) as staged, tempfile.TemporaryDirectory(prefix="odexport-") as work:
-        with reporter.stage("Rewrite", f"lowering ODConv layers ({lowering})") as stage:
+        action = "timing candidate lowerings per layer on the target runtime" if lowering == AUTO else lowering
+        with reporter.stage("Rewrite", f"lowering ODConv layers ({action})") as stage:
             lowered, layers = lower_model(model, choose)
             used = Counter(layer.lowering for layer in layers)
             stage.result = f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
-        example = torch.zeros(fixed_batch or 1, 3, *size)
         with reporter.stage("ONNX", f"exporting at {size[0]}x{size[1]}, batch {fixed_batch or 'dynamic'}") as stage:
             graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None,
                                 dynamic_size=dynamic_size, finalize=single.finalize_onnx if single else None)
@@ -231,6 +242,7 @@ def convert_model(
             "odconv_layers": [
                 {"path": layer.path, "adapter": layer.adapter, "lowering": layer.lowering,
                  "attentions": list(layer.spec.active_attentions), "folded_batchnorm": layer.folded_batchnorm}
+                | _auto_record(choose, layer.path)
                 for layer in layers
             ],
             "versions": versions(),
@@ -239,3 +251,24 @@ def convert_model(
         write_manifest(staged.path, manifest)
         final = staged.commit()
     return ConversionResult(final, final / model_file.name, manifest, parity)
+
+
+def _timing_context(target) -> TimingContext:
+    """Where `auto`'s timings hold: the target's runtime and version, its precision, threads, the CPU."""
+    import importlib.metadata
+    import os
+
+    runtime = getattr(target.runner, "name", target.name)  # a runner class names its runtime package
+    try:
+        version = importlib.metadata.version(runtime)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return TimingContext(runtime, version, "f32", os.cpu_count() or 1, cpu_model())
+
+
+def _auto_record(choose, path: str) -> dict:
+    """The manifest's record of what `auto` measured for one layer (empty for other lowerings)."""
+    timing = getattr(choose, "timings", {}).get(path)
+    if timing is None:
+        return {}
+    return {"auto": {"timings_ms": timing.timings_ms, "cached": timing.cached}}

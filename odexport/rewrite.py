@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import torch
 import torch.fx
 from torch import nn
 
@@ -79,19 +80,19 @@ def _set_submodule(model: nn.Module, path: str, replacement: nn.Module) -> None:
 
 def lower_model(
     model: nn.Module,
-    lowering: Lowering | str | Callable[[ODConvSpec], Lowering],
+    lowering: Lowering | str | Callable[[ODConvLayer], Lowering],
     *,
     fold_batchnorms: bool = True,
 ) -> tuple[nn.Module, list[ODConvLayer]]:
     """A copy of ``model`` (eval mode) whose ODConv layers are written with ``lowering`` (a Lowering, its
-    name, or a per-layer choice: spec -> Lowering).
+    name, or a per-layer choice: ODConvLayer -> Lowering, called after folding, in model order).
 
     With ``fold_batchnorms``, a BatchNorm that only consumes an ODConv's output is folded into the
     layer's kernels and bias and replaced by Identity. The original model is left untouched.
     """
     if isinstance(lowering, str):
         lowering = get_lowering(lowering)
-    choose = (lambda spec: lowering) if isinstance(lowering, Lowering) else lowering
+    choose = (lambda layer: lowering) if isinstance(lowering, Lowering) else lowering
     lowered = copy.deepcopy(model).eval()
     layers = find_odconv_layers(lowered)
     if fold_batchnorms:
@@ -103,10 +104,30 @@ def lower_model(
                 layers[index] = replace(layer, spec=spec, folded_batchnorm=bn_path)
                 _set_submodule(lowered, bn_path, nn.Identity())
     for index, layer in enumerate(layers):
-        chosen = choose(layer.spec)
+        chosen = choose(layer)
         layers[index] = replace(layer, lowering=chosen.name)
         if layer.path == "":
             lowered = chosen.build(layer.spec).eval()
         else:
             _set_submodule(lowered, layer.path, chosen.build(layer.spec).eval())
     return lowered, layers
+
+
+def odconv_input_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """{ODConv layer path: shape of the input it receives} for one forward pass of ``example``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for layer in find_odconv_layers(model):
+        module = model.get_submodule(layer.path) if layer.path else model
+
+        def record(_module, args, path=layer.path):
+            shapes[path] = tuple(args[0].shape)
+
+        handles.append(module.register_forward_pre_hook(record))
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes

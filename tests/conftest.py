@@ -36,3 +36,17 @@ class CheckpointFactory:
 @pytest.fixture(scope="session")
 def official_checkpoint(tmp_path_factory) -> CheckpointFactory:
     return CheckpointFactory(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _timing_cache_in_a_temporary_directory(tmp_path_factory):
+    """`auto` caches its timings under the user's cache directory; tests must not read or write it."""
+    import os
+
+    previous = os.environ.get("ODEXPORT_CACHE_DIR")
+    os.environ["ODEXPORT_CACHE_DIR"] = str(tmp_path_factory.mktemp("odexport-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("ODEXPORT_CACHE_DIR", None)
+    else:
+        os.environ["ODEXPORT_CACHE_DIR"] = previous

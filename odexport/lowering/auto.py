@@ -1,35 +1,31 @@
-"""`auto`: a per-layer choice among the registered lowerings, by a documented rule.
+"""`auto`: a per-layer choice among the registered lowerings, measured on the runtime that will run it.
 
-- A dynamic batch: `decomposed` for every layer (the only dynamic-batch form whose convolution weights
-  stay constants, which runtimes pre-pack and quantize).
-- A fixed batch: `dynamic-weight` where a run-time kernel is cheap or the alternative is expensive,
-  `decomposed` elsewhere. From the per-layer costs in PERF-NOTES (OpenVINO, this CPU, batch 1): a
-  run-time kernel costs about what a static one does while the kernel is small next to the activations
-  (early layers, up to about 64x64x3x3 weights), and 2-3x a static conv once the kernel is large
-  (deep layers), where im2col with constant weights wins. With kernel_num n > 1, decomposed runs n
-  stacked kernels (n times the multiply-adds), so such layers take dynamic-weight.
-
-The performance work (issue 7) replaces this rule with timings measured on the target.
+Candidates are the lowerings that can be mixed within one graph (no whole-graph ONNX rewrite, so not
+`custom-op`) and that fit the export: with a dynamic batch only `decomposed` qualifies; with a fixed
+batch `decomposed` and `dynamic-weight` are each exported as a one-layer graph at the layer's real input
+shape, timed on the target runtime (odexport/lowering/tuning.py), and the fastest is kept, `decomposed`
+(constant weights) on a near tie. A target that needs constant weights (int8) leaves only `decomposed`.
+Timings are cached per machine, so converting again measures nothing.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
+from ..console import Reporter, SilentReporter
 from ..odconv import ODConvSpec
 from .registry import Lowering, get_lowering, list_lowerings
+from .tuning import LayerTiming, TimingCache, TimingContext, choose_fastest, layer_signature, time_layer
 
 AUTO = "auto"
-# Weights of one kernel (C_out * C_in/g * k * k) up to which a run-time kernel is as cheap as a static one.
-SMALL_KERNEL_WEIGHTS = 64 * 64 * 3 * 3
+# In order of preference on a near tie: constant weights first (runtimes pre-pack and quantize those).
+AUTO_CANDIDATES = ("decomposed", "dynamic-weight", "folded-weight")
 
 
-def choose_for_layer(spec: ODConvSpec, *, dynamic_batch: bool) -> str:
-    if dynamic_batch:
-        return "decomposed"
-    if spec.kernel_num > 1 or spec.weight[0].numel() <= SMALL_KERNEL_WEIGHTS:
-        return "dynamic-weight"
-    return "decomposed"
+class LayerLike(Protocol):
+    path: str
+    spec: ODConvSpec
 
 
 def lowering_names() -> list[str]:
@@ -37,9 +33,49 @@ def lowering_names() -> list[str]:
     return list_lowerings() + [AUTO]
 
 
-def layer_chooser(name: str, *, dynamic_batch: bool) -> Callable[[ODConvSpec], Lowering]:
-    """spec -> the Lowering that writes that layer, for a lowering name or "auto"."""
-    if name == AUTO:
-        return lambda spec: get_lowering(choose_for_layer(spec, dynamic_batch=dynamic_batch))
+def auto_candidates(*, dynamic_batch: bool, constant_weights: bool = False) -> list[Lowering]:
+    lowerings = [get_lowering(name) for name in AUTO_CANDIDATES]
+    return [lowering for lowering in lowerings
+            if (lowering.dynamic_batch or not dynamic_batch) and (lowering.constant_weights or not constant_weights)]
+
+
+@dataclass
+class MeasuredChooser:
+    """layer -> the fastest candidate Lowering for that layer, timed at its input shape.
+
+    input_shapes: {layer path: [B, C_in, H, W] it receives at the export size}.
+    make_runner: ONNX path -> a runner of the target runtime, at the target's precision and threads.
+    timings: what was measured or found cached, per layer path (for the manifest).
+    """
+
+    input_shapes: dict[str, tuple[int, ...]]
+    context: TimingContext
+    make_runner: Callable
+    candidates: list[Lowering]
+    cache: TimingCache = field(default_factory=TimingCache)
+    reporter: Reporter = field(default_factory=SilentReporter)
+    timings: dict[str, LayerTiming] = field(default_factory=dict)
+
+    def __call__(self, layer: LayerLike) -> Lowering:
+        if len(self.candidates) == 1:
+            return self.candidates[0]
+        shape = self.input_shapes[layer.path]
+        signature = layer_signature(layer.spec, shape)
+        timings = self.cache.get(self.context, signature)
+        cached = timings is not None and all(c.name in timings for c in self.candidates)
+        if not cached:
+            timings = time_layer(layer.spec, shape, self.candidates, self.make_runner)
+            self.cache.put(self.context, signature, timings)
+            self.cache.save()
+        timings = {c.name: timings[c.name] for c in self.candidates}
+        choice = choose_fastest(timings, [c.name for c in self.candidates])
+        self.timings[layer.path] = LayerTiming(signature, timings, choice, cached)
+        measured = ", ".join(f"{name} {ms:.3f} ms" for name, ms in timings.items())
+        self.reporter.info(f"  {layer.path} {list(shape)}: {measured} -> {choice}{' (cached)' if cached else ''}")
+        return get_lowering(choice)
+
+
+def layer_chooser(name: str) -> Callable[[LayerLike], Lowering]:
+    """layer -> the Lowering that writes it, for one lowering's name (auto is a MeasuredChooser)."""
     lowering = get_lowering(name)
-    return lambda spec: lowering
+    return lambda layer: lowering

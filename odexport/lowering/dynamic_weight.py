@@ -16,9 +16,13 @@ from .registry import register_lowering
 
 
 class DynamicWeightODConv(nn.Module):
-    def __init__(self, spec: ODConvSpec) -> None:
+    """fold_activation_attentions: put the channel and filter attentions into the kernel too (no pass
+    over activations: cheaper where the kernel is smaller than the activations, i.e. early layers)."""
+
+    def __init__(self, spec: ODConvSpec, *, fold_activation_attentions: bool = False) -> None:
         super().__init__()
         self.spec = spec
+        self.fold_activation_attentions = fold_activation_attentions
         self.attention = AttentionBranch(spec)
         self.register_buffer("weight", spec.weight.clone())
 
@@ -27,16 +31,23 @@ class DynamicWeightODConv(nn.Module):
         spec = self.spec
         batch, _, height, width = x.shape
         att = self.attention(x)
-        x = x * att.channel.reshape(batch, -1, 1, 1)
-        kernels = aggregate_weights(spec, self.weight, att)  # [B, C_out, C_in/g, k, k]
+        folded = self.fold_activation_attentions
+        if not folded:
+            x = x * att.channel.reshape(batch, -1, 1, 1)
+        k = spec.kernel_size
+        # [B * C_out, C_in/g, k, k] with every size a constant (the batch is fixed in this form): behind a
+        # layer whose sizes the tracer keeps symbolic (a decomposed one under `auto`) the exporter could
+        # not infer the kernel's shape, which ONNX Conv needs.
+        rows = int(batch) * spec.out_channels
+        kernels = aggregate_weights(spec, self.weight, att, with_channel_and_filter=folded)
+        kernels = kernels.reshape(rows, spec.in_channels // spec.groups, k, k)
         if batch == 1:
-            y = F.conv2d(x, kernels[0], None, spec.stride, spec.padding, spec.dilation, spec.groups)
+            y = F.conv2d(x, kernels, None, spec.stride, spec.padding, spec.dilation, spec.groups)
         else:
-            folded = x.reshape(1, -1, height, width)
-            y = F.conv2d(folded, kernels.flatten(0, 1), None, spec.stride, spec.padding, spec.dilation,
-                         spec.groups * batch)
+            stacked = x.reshape(1, -1, height, width)
+            y = F.conv2d(stacked, kernels, None, spec.stride, spec.padding, spec.dilation, spec.groups * batch)
             y = y.reshape(batch, spec.out_channels, y.shape[2], y.shape[3])
-        if att.filter is not None:
+        if att.filter is not None and not folded:
             y = y * att.filter.reshape(batch, -1, 1, 1)
         return apply_output_affine(spec, y)
 
@@ -49,3 +60,14 @@ class DynamicWeightODConv(nn.Module):
 )
 def build_dynamic_weight(spec: ODConvSpec) -> nn.Module:
     return DynamicWeightODConv(spec)
+
+
+@register_lowering(
+    "folded-weight",
+    "dynamic-weight with the channel and filter attentions in the kernel too: one Conv, no pass over "
+    "activations (fixed batch)",
+    dynamic_batch=False,
+    constant_weights=False,
+)
+def build_folded_weight(spec: ODConvSpec) -> nn.Module:
+    return DynamicWeightODConv(spec, fold_activation_attentions=True)

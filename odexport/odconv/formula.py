@@ -65,12 +65,16 @@ def apply_output_affine(spec: ODConvSpec, y: Tensor) -> Tensor:
     return y
 
 
-def aggregate_weights(spec: ODConvSpec, weight: Tensor, attentions: Attentions) -> Tensor:
+def aggregate_weights(
+    spec: ODConvSpec, weight: Tensor, attentions: Attentions, *, with_channel_and_filter: bool = False
+) -> Tensor:
     """Per-sample kernels: sum_n kernel[b, n] * spatial[b] * W[n].
 
     weight: [n, C_out, C_in/g, k, k] -> [B, C_out, C_in/g, k, k]
     The sum over n is a MatMul: as a broadcast multiply plus ReduceSum it runs hundreds of times
-    slower in OpenVINO.
+    slower in OpenVINO. with_channel_and_filter also scales each kernel by filter[b, out] and
+    channel[b, in], so that the convolution needs no pass over its input or output for them (cheaper
+    than scaling activations where the kernel is smaller than the activations).
     """
     batch = attentions.channel.shape[0]
     n = spec.kernel_num
@@ -78,8 +82,20 @@ def aggregate_weights(spec: ODConvSpec, weight: Tensor, attentions: Attentions) 
         aggregated = weight.reshape(1, *weight.shape[1:]).expand(batch, *weight.shape[1:])
     else:
         aggregated = torch.matmul(attentions.kernel, weight.reshape(n, -1)).reshape(batch, *weight.shape[1:])
+    k = spec.kernel_size
+    if with_channel_and_filter:
+        # One small factor [B, C_out or 1, C_in/g, k or 1, k or 1], then a single pass over the kernels.
+        g, c_in_g, c_out = spec.groups, spec.in_channels // spec.groups, spec.out_channels
+        factor = attentions.channel.reshape(batch, g, 1, c_in_g, 1, 1)
+        if g > 1:  # kernel row o reads the input channels of its own group
+            factor = factor.expand(batch, g, c_out // g, c_in_g, 1, 1)
+        factor = factor.reshape(batch, -1, c_in_g, 1, 1)
+        if attentions.filter is not None:
+            factor = factor * attentions.filter.reshape(batch, c_out, 1, 1, 1)
+        if attentions.spatial is not None:
+            factor = factor * attentions.spatial.reshape(batch, 1, 1, k, k)
+        return aggregated * factor
     if attentions.spatial is not None:
-        k = spec.kernel_size
         aggregated = aggregated * attentions.spatial.reshape(batch, 1, 1, k, k)
     return aggregated
 

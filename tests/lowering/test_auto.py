@@ -1,43 +1,98 @@
-"""`auto` picks a lowering per layer by its documented rule, records the choice, and keeps parity."""
+"""`auto` times the candidate lowerings of each layer on the target runtime, keeps the fastest, records
+what it measured, caches it, and keeps parity whatever mix it picks."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
+import torch
 
 from odexport.conversion import convert_model
 from odexport.errors import InputError
-from odexport.lowering.auto import SMALL_KERNEL_WEIGHTS, choose_for_layer
-from odexport.rewrite import find_odconv_layers
+from odexport.export import export_onnx
+from odexport.lowering import get_lowering
+from odexport.lowering.auto import AUTO_CANDIDATES, auto_candidates
+from odexport.lowering.tuning import TimingCache, TimingContext, choose_fastest, default_cache_path
+from odexport.rewrite import lower_model
+from odexport.runners import OnnxRuntimeRunner
 from strategies import tiny_od_net
 
 
-def test_rule():
-    model = tiny_od_net(kernel_num=1)
-    specs = {layer.path: layer.spec for layer in find_odconv_layers(model)}
-    assert all(choose_for_layer(spec, dynamic_batch=True) == "decomposed" for spec in specs.values())
-    # All three kernels are small (at most 12 x 12 x 3 x 3 weights): run-time kernels are cheap there.
-    assert all(spec.weight[0].numel() <= SMALL_KERNEL_WEIGHTS for spec in specs.values())
-    assert {choose_for_layer(spec, dynamic_batch=False) for spec in specs.values()} == {"dynamic-weight"}
-
-
-def test_large_single_kernel_layers_keep_constant_weights():
-    from odexport.models import ODConv2d
-    from odexport.odconv import describe_official
-
-    deep = describe_official(ODConv2d(256, 256, 3, padding=1, kernel_num=1))
-    deep4 = describe_official(ODConv2d(256, 256, 3, padding=1, kernel_num=4))
-    assert choose_for_layer(deep, dynamic_batch=False) == "decomposed"
-    assert choose_for_layer(deep4, dynamic_batch=False) == "dynamic-weight"
-
-
-@pytest.mark.parametrize(("batch", "expected"), [(None, "decomposed"), (2, "dynamic-weight")])
-def test_auto_records_each_layers_choice_and_keeps_parity(tmp_path, batch, expected):
-    result = convert_model(tiny_od_net(), target="onnx", output=tmp_path / "out", imgsz=32, lowering="auto",
-                           batch=batch)
+def test_a_dynamic_batch_leaves_only_the_dynamic_batch_form(tmp_path):
+    result = convert_model(tiny_od_net(), target="onnx", output=tmp_path / "out", imgsz=32, lowering="auto")
     assert result.parity.passed, result.parity.summary()
-    assert result.manifest["lowering"] == "auto"
-    assert {layer["lowering"] for layer in result.manifest["odconv_layers"]} == {expected}
-    assert result.manifest["dynamic"]["batch"] is (batch is None)
+    assert result.manifest["dynamic"]["batch"] is True
+    layers = result.manifest["odconv_layers"]
+    assert {layer["lowering"] for layer in layers} == {"decomposed"}
+    assert all("auto" not in layer for layer in layers)  # one candidate: nothing to measure
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_a_fixed_batch_is_measured_per_layer_recorded_and_cached(tmp_path, target):
+    model = tiny_od_net()
+    first = convert_model(model, target=target, output=tmp_path / "first", imgsz=32, lowering="auto", batch=1)
+    assert first.parity.passed, first.parity.summary()
+    layers = first.manifest["odconv_layers"]
+    assert len(layers) == 3
+    for layer in layers:
+        timings = layer["auto"]["timings_ms"]
+        assert set(timings) == set(AUTO_CANDIDATES)
+        assert all(ms > 0 for ms in timings.values())
+        assert layer["lowering"] == choose_fastest(timings, list(AUTO_CANDIDATES))
+    cache = json.loads(default_cache_path().read_text())
+    assert any(runtime.startswith(("onnxruntime", "openvino")) for runtime in cache["timings"])
+
+    again = convert_model(model, target=target, output=tmp_path / "again", imgsz=32, lowering="auto", batch=1)
+    relayers = again.manifest["odconv_layers"]
+    assert all(layer["auto"]["cached"] for layer in relayers)
+    assert [layer["lowering"] for layer in relayers] == [layer["lowering"] for layer in layers]
+
+
+def test_every_mix_of_fixed_batch_lowerings_exports_and_matches(tmp_path):
+    """A run-time kernel behind a layer whose sizes the tracer keeps symbolic (decomposed) once failed
+    to export: ONNX Conv needs the kernel's shape."""
+    model = tiny_od_net()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    for order in (["decomposed", "dynamic-weight", "folded-weight"], ["folded-weight", "decomposed", "dynamic-weight"]):
+        names = iter(order)
+        lowered, layers = lower_model(model, lambda layer: get_lowering(next(names)))
+        assert [layer.lowering for layer in layers] == order
+        graph = export_onnx(lowered, tmp_path / f"{order[0]}.onnx", x, dynamic_batch=False)
+        (actual,) = OnnxRuntimeRunner(graph.path).infer({graph.input_name: x.numpy()}).values()
+        assert np.abs(actual - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_cached_timings_hold_only_for_their_runtime_precision_and_cpu(tmp_path):
+    cache = TimingCache(tmp_path / "timings.json")
+    here = TimingContext("openvino", "2026.4.1", "f32", 2, "Some CPU")
+    cache.put(here, "layer", {"decomposed": 1.0, "dynamic-weight": 0.5})
+    cache.save()
+    reread = TimingCache(tmp_path / "timings.json")
+    assert reread.get(here, "layer") == {"decomposed": 1.0, "dynamic-weight": 0.5}
+    for elsewhere in (TimingContext("openvino", "2026.4.1", "bf16", 2, "Some CPU"),
+                      TimingContext("openvino", "2026.4.1", "f32", 2, "Another CPU"),
+                      TimingContext("onnxruntime", "1.32.0", "f32", 2, "Some CPU")):
+        assert reread.get(elsewhere, "layer") is None
+
+
+def test_an_unreadable_cache_costs_a_measurement_not_an_error(tmp_path):
+    (tmp_path / "timings.json").write_text("{not json")
+    assert TimingCache(tmp_path / "timings.json").entries == {}
+
+
+def test_near_ties_keep_constant_weights():
+    order = list(AUTO_CANDIDATES)
+    assert choose_fastest({"decomposed": 1.02, "dynamic-weight": 1.0, "folded-weight": 1.01}, order) == "decomposed"
+    assert choose_fastest({"decomposed": 1.5, "dynamic-weight": 1.0, "folded-weight": 1.2}, order) == "dynamic-weight"
+
+
+def test_constant_weight_targets_leave_only_decomposed():
+    assert [c.name for c in auto_candidates(dynamic_batch=False, constant_weights=True)] == ["decomposed"]
+    assert [c.name for c in auto_candidates(dynamic_batch=True)] == ["decomposed"]
 
 
 def test_unknown_lowering_names_the_choices(tmp_path):

@@ -1,0 +1,160 @@
+"""Measured per-layer lowering choice: time each candidate lowering of one ODConv layer on the runtime
+that will execute it, and keep the fastest.
+
+Why measure instead of a rule: the best form depends on the layer's shape, its input size, the runtime
+and the precision (PERF-NOTES: a run-time kernel is free in OpenVINO f32 at 64 @ 56x56 and costs 2x a
+static conv at 512 @ 7x7; ONNX Runtime turns over earlier; bf16 loses weight pre-packing). Timings are
+cached by layer signature, runtime version, precision, threads and CPU model, so a model is measured once
+per machine kind; a cached choice is reused without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..odconv import ODConvSpec
+from .registry import Lowering
+
+CACHE_FORMAT = 1
+# Per candidate: at least this many timed runs, then more until the budget is spent (whichever is later).
+MIN_RUNS = 15
+BUDGET_SECONDS = 0.4
+
+
+@dataclass(frozen=True)
+class TimingContext:
+    """Where a timing holds: the runtime (and its version), the precision it runs at, threads, CPU."""
+
+    runtime: str
+    runtime_version: str
+    precision: str
+    threads: int
+    cpu: str
+
+    def key(self) -> str:
+        return f"{self.runtime}-{self.runtime_version}|{self.precision}|{self.threads}t|{self.cpu}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (timings from one CPU do not transfer to another)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def layer_signature(spec: ODConvSpec, input_shape: tuple[int, ...]) -> str:
+    """Everything about a layer that changes its cost, and nothing that does not (no weight values)."""
+    fields = {
+        "input": list(input_shape),
+        "out": spec.out_channels,
+        "k": spec.kernel_size,
+        "stride": list(spec.stride),
+        "padding": list(spec.padding),
+        "dilation": list(spec.dilation),
+        "groups": spec.groups,
+        "kernel_num": spec.kernel_num,
+        "heads": list(spec.head_sizes),
+        "hidden": int(spec.fc_weight.shape[0]),
+        "affine": [spec.out_scale is not None, spec.out_bias is not None],
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def default_cache_path() -> Path:
+    root = os.environ.get("ODEXPORT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "odexport"
+    return Path(root) / "lowering-timings.json"
+
+
+class TimingCache:
+    """{context key: {layer signature: {lowering: ms}}} in one JSON file, written atomically."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.entries: dict[str, dict[str, dict[str, float]]] = {}
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") == CACHE_FORMAT:
+                self.entries = data["timings"]
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass  # a missing or unreadable cache only costs a re-measurement
+
+    def get(self, context: TimingContext, signature: str) -> dict[str, float] | None:
+        return self.entries.get(context.key(), {}).get(signature)
+
+    def put(self, context: TimingContext, signature: str, timings: dict[str, float]) -> None:
+        self.entries.setdefault(context.key(), {})[signature] = dict(timings)
+
+    def save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".timings-", delete=False) as tmp:
+                json.dump({"format": CACHE_FORMAT, "timings": self.entries}, tmp, indent=1, sort_keys=True)
+            os.replace(tmp.name, self.path)
+        except OSError:
+            pass  # a read-only home only costs re-measuring next time
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    """What `auto` measured (or found cached) for one layer, and what it chose."""
+
+    signature: str
+    timings_ms: dict[str, float]
+    choice: str
+    cached: bool
+
+
+def time_layer(
+    spec: ODConvSpec,
+    input_shape: tuple[int, ...],
+    candidates: list[Lowering],
+    make_runner: Callable[[Path], object],
+) -> dict[str, float]:
+    """Fastest ms of each candidate lowering of one layer over interleaved runs.
+
+    Interleaving keeps the comparison fair on a busy machine (a burst of load slows every candidate
+    alike), and the minimum, not the median, estimates what the layer costs on its own: other work on
+    the machine only ever adds time.
+    """
+    from ..export import export_onnx
+
+    example = torch.zeros(*input_shape)
+    feed = {"input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
+    with tempfile.TemporaryDirectory(prefix="odexport-tune-") as work:
+        runners = {}
+        for lowering in candidates:
+            path = Path(work) / f"{lowering.name}.onnx"
+            export_onnx(lowering.build(spec).eval(), path, example, dynamic_batch=False,
+                        finalize=lowering.finalize_onnx)
+            runners[lowering.name] = make_runner(path)
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        for runner in runners.values():
+            runner.infer(feed)  # first inference pays one-off compilation and allocation
+        start = time.perf_counter()
+        while min(len(s) for s in samples.values()) < MIN_RUNS or time.perf_counter() - start < BUDGET_SECONDS:
+            for name, runner in runners.items():
+                began = time.perf_counter()
+                runner.infer(feed)
+                samples[name].append((time.perf_counter() - began) * 1e3)
+    return {name: min(times) for name, times in samples.items()}
+
+
+def choose_fastest(timings: dict[str, float], order: list[str]) -> str:
+    """The fastest candidate; within 3% of it, the one earliest in ``order`` (the preferred form: noise
+    should not flip a choice towards run-time weights)."""
+    best = min(timings.values())
+    return next(name for name in order if name in timings and timings[name] <= best * 1.03)
