@@ -70,7 +70,7 @@ def convert(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory [default: <checkpoint stem>_<target>].")] = None,
     imgsz: ImgszOpt = "224",
     batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: dynamic, or 1 for a fixed-batch lowering]")] = None,
-    lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX: decomposed, custom-op, dynamic-weight, or auto (a per-layer choice).")] = "decomposed",
+    lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX: decomposed, custom-op, dynamic-weight, folded-weight, or auto (timed per layer on the target runtime).")] = "decomposed",
     dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Symbolic input height and width.")] = False,
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify the graph with onnxsim.")] = True,
     arch: ArchOpt = None,
