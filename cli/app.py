@@ -76,6 +76,10 @@ def convert(
     arch: ArchOpt = None,
     unsafe_pickle: UnsafePickleOpt = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check parity against PyTorch after converting.")] = True,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16, bf16 (openvino) or int8; parity uses the precision's tolerance preset.")] = "fp32",
+    calibration: Annotated[Optional[str], typer.Option("--calibration", help="For int8: a folder of images like the model's inputs, or 'synthetic'.")] = None,
+    calibration_size: Annotated[int, typer.Option("--calibration-size", help="Number of calibration images used.")] = 32,
+    layout: Annotated[str, typer.Option("--layout", help="flat, or ovms (openvino: an OpenVINO Model Server repository <name>/1/model.xml).")] = "flat",
     debug: DebugOpt = False,
 ) -> None:
     """Convert a checkpoint to a deployable artifact and check it against PyTorch."""
@@ -86,6 +90,7 @@ def convert(
         result = convert_checkpoint(
             checkpoint, target=target, output=output, imgsz=imgsz, batch=batch, lowering=lowering,
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
+            precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
             reporter=ConsoleReporter(),
         )
         render.conversion(stdout, result)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Iterator, Protocol
+from typing import Callable, ContextManager, Iterator, Protocol
 
 
 class Reporter(Protocol):
     def stage(self, name: str, action: str) -> "StageContext": ...
 
     def info(self, message: str) -> None: ...
+
+    def progress(self, description: str, total: int) -> "ContextManager[Callable[[], None]]":
+        """``with reporter.progress("calibrating", n) as advance: ... advance() ...``"""
+        ...
 
 
 class StageContext(Protocol):
@@ -37,6 +41,10 @@ class SilentReporter:
 
     def info(self, message: str) -> None:
         pass
+
+    @contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        yield lambda: None
 
 
 class ConsoleReporter:
@@ -61,3 +69,12 @@ class ConsoleReporter:
 
     def info(self, message: str) -> None:
         self.console.print(message, soft_wrap=True)
+
+    @contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda: bar.advance(task)

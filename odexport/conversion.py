@@ -9,10 +9,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from .artifact import StagedDirectory, write_manifest
+from .calibration import DEFAULT_CALIBRATION_SIZE, calibration_samples
 from .checkpoint import load_checkpoint
 from .console import Reporter, SilentReporter
 from .errors import InputError, ParityError
@@ -23,9 +25,10 @@ from .lowering.auto import AUTO, MeasuredChooser, auto_candidates, layer_chooser
 from .lowering.tuning import TimingContext, cpu_model
 from .manifest import MANIFEST_FORMAT, versions
 from .parity import TOLERANCES, ParityReport, check_parity
+from .precisions import get_precision
 from .rewrite import lower_model, odconv_input_shapes
 from .runners import TorchRunner
-from .targets import get_target
+from .targets import FLAT, WriteRequest, get_target
 
 DEFAULT_LOWERING = "decomposed"
 # Batch sizes a dynamic-batch artifact is checked at: 1 and a size that is neither 1 nor a power of two.
@@ -89,12 +92,16 @@ def convert_checkpoint(
     arch: str | None = None,
     unsafe_pickle: bool = False,
     verify: bool = True,
+    precision: str = "fp32",
+    calibration: str | Path | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    layout: str = FLAT,
     reporter: Reporter | None = None,
 ) -> ConversionResult:
     """Convert an official-format ODConv checkpoint (or a state dict, or a TorchScript archive)."""
     reporter = reporter or SilentReporter()
     checkpoint = Path(checkpoint)
-    get_target(target)  # fail on a bad target before the slow work
+    _check_request(get_target(target), precision, layout, calibration)  # before the slow work
     with reporter.stage("Load", f"reading {checkpoint}") as stage:
         loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
         stage.result = f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"
@@ -112,7 +119,8 @@ def convert_checkpoint(
         "num_classes": loaded.num_classes,
         "inferred": list(loaded.inferred),
     }
-    output = Path(output) if output is not None else Path(f"{checkpoint.name.split('.')[0]}_{target}")
+    suffix = "" if precision == "fp32" else f"_{precision}"
+    output = Path(output) if output is not None else Path(f"{checkpoint.name.split('.')[0]}_{target}{suffix}")
     return convert_model(
         loaded.model,
         target=target,
@@ -123,6 +131,10 @@ def convert_checkpoint(
         dynamic_size=dynamic_size,
         simplify=simplify,
         verify=verify,
+        precision=precision,
+        calibration=calibration,
+        calibration_size=calibration_size,
+        layout=layout,
         reporter=reporter,
         source=source,
         model_info=model_info,
@@ -141,6 +153,10 @@ def convert_model(
     simplify: bool = True,
     verify: bool = True,
     preprocessing: Preprocessing = IMAGENET,
+    precision: str = "fp32",
+    calibration: str | Path | np.ndarray | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    layout: str = FLAT,
     reporter: Reporter | None = None,
     source: dict | None = None,
     model_info: dict | None = None,
@@ -150,10 +166,14 @@ def convert_model(
     batch: an int, "dynamic", or None for dynamic where the lowering allows it and 1 otherwise.
     dynamic_size: symbolic height and width (parity is then checked at a second size too).
     simplify: run onnxsim on the exported graph (parity is checked on the simplified artifact).
+    precision: a name in odexport.precisions the target writes; parity uses its TOLERANCES preset.
+    calibration: for int8, "synthetic", a folder of images, or preprocessed samples [N, 3, H, W];
+    the first ``calibration_size`` are used. layout: FLAT, or "ovms" (openvino: <name>/1/model.xml).
     """
     reporter = reporter or SilentReporter()
     size = parse_imgsz(imgsz)
     chosen_target = get_target(target)
+    _check_request(chosen_target, precision, layout, calibration)
     single = None if lowering == AUTO else get_lowering(lowering)
     if batch is None:
         batch = "dynamic" if single is None or single.dynamic_batch else 1
@@ -194,10 +214,30 @@ def convert_model(
             "odexport.odconv_layers": json.dumps([layer.path for layer in layers]),
             "odexport.preprocessing": str(preprocessing.to_dict()),
             "odexport.version": versions()["odexport"] or "",
+            "odexport.precision": precision,
+            "odexport.layout": preprocessing.layout,
+            "odexport.mean": json.dumps(list(preprocessing.mean)),
+            "odexport.std": json.dumps(list(preprocessing.std)),
+            "odexport.num_classes": str(graph.output_shapes[0][-1]),
         }
-        with reporter.stage(chosen_target.name, f"writing {chosen_target.summary}") as stage:
-            model_file = chosen_target.write(graph.path, staged.path, metadata)
-            stage.result = f"{model_file.name}"
+        samples = None
+        if get_precision(precision).quantized:
+            samples = calibration_samples(calibration, size, count=calibration_size, spec=preprocessing)
+        request = WriteRequest(metadata, precision=precision, calibration=samples, batch=fixed_batch or 1,
+                               layout=layout, name=(model_info or {}).get("arch") or "model",
+                               input_name=graph.input_name, reporter=reporter)
+        with reporter.stage(chosen_target.name, f"writing {chosen_target.summary}, {precision}") as stage:
+            model_file = chosen_target.write(graph.path, staged.path, request)
+            stage.result = f"{model_file.relative_to(staged.path)}"
+        quantization = None
+        if samples is not None:
+            from .quantization import odconv_quantization
+
+            quantization = {"calibration": str(calibration) if not isinstance(calibration, np.ndarray)
+                            else "array (from Python)", "calibration_samples": len(samples)}
+            quantization |= odconv_quantization(model_file, layers)
+            for layer in quantization["odconv_layers_float"]:
+                reporter.info(f"  - {layer['path']} stays float: {layer['reason']}")
 
         parity = None
         if verify:
@@ -207,7 +247,7 @@ def convert_model(
                 sizes = [size, second_parity_size(size)] if dynamic_size else [size]
                 checks = (fixed_batch,) if fixed_batch else DYNAMIC_BATCH_CHECKS
                 parity = check_parity(reference, runner, [parity_inputs(s) for s in sizes], batch_sizes=checks,
-                                      tolerance=TOLERANCES["fp32"])
+                                      tolerance=TOLERANCES[precision])
                 stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
             if not parity.passed:
                 if not all(math.isfinite(output.limit) for output in parity.outputs):
@@ -217,10 +257,14 @@ def convert_model(
                         hint="check the checkpoint's weights and BatchNorm statistics",
                     )
                 worst = max(parity.outputs, key=lambda o: o.max_abs_error / max(o.limit, 1e-30))
+                if worst.max_abs_error <= worst.limit:  # close enough, but predicts other classes
+                    problem = (f"top-1 agreement {worst.top1_agreement:.1%} is below the {precision} preset's "
+                               f"{parity.tolerance.min_top1_agreement:.1%}")
+                else:
+                    problem = (f"max abs error {worst.max_abs_error:.3g} exceeds the {precision} limit "
+                               f"{worst.limit:.3g} ({worst.max_abs_error / worst.limit:.1f}x)")
                 raise ParityError(
-                    f"parity check failed on {runner.name}: {worst.name} max abs error {worst.max_abs_error:.3g} "
-                    f"exceeds the fp32 limit {worst.limit:.3g} ({worst.max_abs_error / worst.limit:.1f}x); "
-                    f"nothing was written to {output}",
+                    f"parity check failed on {runner.name}: {worst.name} {problem}; nothing was written to {output}",
                     hint="rerun with another --lowering, or with --no-verify to keep the artifact for inspection",
                 )
 
@@ -230,9 +274,13 @@ def convert_model(
             "model": model_info,
             "target": chosen_target.name,
             "lowering": lowering,
+            "precision": precision,
+            "layout": layout,
             "simplified": simplify,
             "dynamic": {"batch": fixed_batch is None, "size": dynamic_size},
-            "files": sorted(p.name for p in staged.path.iterdir()),
+            # The model file first: readers take the first model file listed.
+            "files": [str(model_file.relative_to(staged.path))] + sorted(
+                str(p.relative_to(staged.path)) for p in staged.path.rglob("*") if p.is_file() and p != model_file),
             "inputs": [{"name": graph.input_name, "shape": list(graph.input_shape), "dtype": "float32"}],
             "outputs": [
                 {"name": name, "shape": list(shape), "dtype": "float32"}
@@ -247,10 +295,19 @@ def convert_model(
             ],
             "versions": versions(),
             "parity": parity.to_dict() if parity else None,
+            "quantization": quantization,
         }
         write_manifest(staged.path, manifest)
         final = staged.commit()
-    return ConversionResult(final, final / model_file.name, manifest, parity)
+    return ConversionResult(final, final / model_file.relative_to(staged.path), manifest, parity)
+
+
+def _check_request(target, precision: str, layout: str, calibration) -> None:
+    """Fail on a precision, layout or calibration the target cannot use, before any slow work."""
+    target.check(get_precision(precision).name, layout)
+    if get_precision(precision).quantized and calibration is None:
+        raise InputError(f"precision {precision} needs calibration images to measure activation ranges",
+                         hint="pass --calibration DIR (images like the model's inputs) or --calibration synthetic")
 
 
 def _timing_context(target) -> TimingContext:

@@ -60,28 +60,38 @@ class OnnxRuntimeRunner:
 
 
 class OpenVINORunner:
-    """OpenVINO on the CPU.
+    """OpenVINO on the CPU, at the inference precision the IR was written for.
 
-    precision "f32" pins the inference precision: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise
-    runs f32 models in bf16 by default, which would turn a parity check into a precision check.
+    An IR written by odexport records its precision (odexport.openvino_ir.inference_config); anything
+    else runs in f32: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise runs f32 models in bf16 by
+    default, which would turn a parity check into a precision check. ``precision`` overrides both.
     """
 
     name = "openvino"
 
-    def __init__(self, path: Path, *, precision: str = "f32", threads: int | None = None) -> None:
+    def __init__(self, path: Path, *, precision: str | None = None, threads: int | None = None) -> None:
         import openvino as ov
 
         from .openvino_extension import odconv_conversion_extension
+        from .openvino_ir import INFERENCE_PRECISION_KEY, inference_config
 
         core = ov.Core()
         core.add_extension(odconv_conversion_extension())  # reads ONNX files with custom-op ODConv2d nodes
-        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision}
+        model = core.read_model(str(path))
+        config: dict[str, object] = {INFERENCE_PRECISION_KEY: "f32"} | inference_config(model)
+        if precision:
+            config[INFERENCE_PRECISION_KEY] = precision
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
         self.output_names = tuple(port.get_any_name() for port in self.compiled.outputs)
+
+    @property
+    def inference_precision(self) -> str:
+        """What the compiled model computes in, as OpenVINO reports it (e.g. "f32", "bf16")."""
+        return self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.request.infer({name: feed[name] for name in self.input_names})

@@ -1,27 +1,68 @@
-"""Targets: what `convert` writes from the exported ONNX graph, and the runner that executes it."""
+"""Targets: what `convert` writes from the exported ONNX graph, at which precisions, and the runner that
+executes it."""
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from .console import Reporter, SilentReporter
 from .errors import InputError
+from .inputs import batches
 from .runners import OnnxRuntimeRunner, OpenVINORunner, Runner
 
 MODEL_STEM = "model"
+FLAT = "flat"
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """What a target writes: metadata (str -> str, stored in the model file), a precision name
+    (odexport.precisions), calibration samples [N, 3, H, W] for a quantized precision, fed at ``batch``
+    (the model's batch, 1 for a dynamic one), and a directory layout (FLAT or one the target lists)."""
+
+    metadata: dict[str, str]
+    precision: str = "fp32"
+    calibration: np.ndarray | None = None
+    batch: int = 1
+    layout: str = FLAT
+    name: str = MODEL_STEM
+    input_name: str = "input"
+    reporter: Reporter = field(default_factory=SilentReporter)
+
+    def calibration_batches(self) -> list[np.ndarray]:
+        if self.calibration is None:
+            raise InputError(f"precision {self.precision} needs calibration images",
+                             hint="pass --calibration DIR or --calibration synthetic")
+        return batches(self.calibration, self.batch)
 
 
 @dataclass(frozen=True)
 class Target:
-    """write(onnx_path, out_dir, metadata) writes the deployable files into out_dir and returns the
-    main file; runner(main_file) executes it."""
+    """write(onnx_path, out_dir, request) writes the deployable files into out_dir and returns the main
+    file; runner(main_file) executes it at the precision it was written for."""
 
     name: str
     summary: str
-    write: Callable[[Path, Path, dict[str, str]], Path]
+    write: Callable[[Path, Path, WriteRequest], Path]
     runner: Callable[[Path], Runner]
+    precisions: tuple[str, ...] = ("fp32",)
+    layouts: tuple[str, ...] = (FLAT,)
+
+    def check(self, precision: str, layout: str) -> None:
+        """InputError unless this target writes ``precision`` in ``layout``."""
+        if precision not in self.precisions:
+            able = [t.name for t in _TARGETS.values() if precision in t.precisions]
+            raise InputError(f"target {self.name} does not write {precision}",
+                             hint=f"{self.name} writes {', '.join(self.precisions)}; "
+                                  f"{precision} is written by: {', '.join(able) or 'none'}")
+        if layout not in self.layouts:
+            raise InputError(f"target {self.name} has no {layout!r} layout",
+                             hint=f"{self.name} layouts: {', '.join(self.layouts)}")
 
 
 _TARGETS: dict[str, Target] = {}
@@ -43,21 +84,45 @@ def get_target(name: str) -> Target:
         raise InputError(f"unknown target {name!r}", hint=f"choose one of: {', '.join(_TARGETS)}") from None
 
 
-def _write_onnx(onnx_path: Path, out_dir: Path, metadata: dict[str, str]) -> Path:
-    import onnx
-
-    model = onnx.load(onnx_path)
+def _with_metadata(model, metadata: dict[str, str]):
+    del model.metadata_props[:]
     for key, value in sorted(metadata.items()):
         model.metadata_props.add(key=key, value=value)
+    return model
+
+
+def _write_onnx(onnx_path: Path, out_dir: Path, request: WriteRequest) -> Path:
+    """fp32 as exported; fp16 with float16 weights and arithmetic where ONNX Runtime has fp16 kernels
+    (inputs and outputs stay float32, so callers feed the same arrays); int8 as QDQ."""
+    import onnx
+
     destination = out_dir / f"{MODEL_STEM}.onnx"
-    onnx.save(model, destination)
+    if request.precision == "fp16":
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+        from .lowering.custom_op import OP_TYPE
+
+        # The converter does not enter function bodies: a custom-op node keeps float32 (behind Casts).
+        model = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True,
+                                         op_block_list=[*DEFAULT_OP_BLOCK_LIST, OP_TYPE])
+    elif request.precision == "int8":
+        from .quantization import quantize_onnx_int8
+
+        calibration = request.calibration_batches()
+        quantized = onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")
+        with request.reporter.progress("calibrating", len(calibration)) as advance:
+            quantize_onnx_int8(onnx_path, quantized, calibration, request.input_name, advance)
+        model = onnx.load(str(quantized))
+    else:
+        model = onnx.load(str(onnx_path))
+    onnx.save(_with_metadata(model, request.metadata), destination)
     return destination
 
 
-def _write_onnxruntime(onnx_path: Path, out_dir: Path, metadata: dict[str, str]) -> Path:
+def _write_onnxruntime(onnx_path: Path, out_dir: Path, request: WriteRequest) -> Path:
     import onnxruntime as ort
 
-    plain = _write_onnx(onnx_path, out_dir, metadata)
+    plain = _write_onnx(onnx_path, out_dir, request)
     optimized = out_dir / f"{MODEL_STEM}.optimized.onnx"
     options = ort.SessionOptions()
     # EXTENDED, not ALL: ALL bakes in layouts specific to this machine's CPU (NCHWc), which would make
@@ -70,24 +135,17 @@ def _write_onnxruntime(onnx_path: Path, out_dir: Path, metadata: dict[str, str])
     return plain
 
 
-def _write_openvino(onnx_path: Path, out_dir: Path, metadata: dict[str, str]) -> Path:
-    import openvino as ov
+def _write_openvino(onnx_path: Path, out_dir: Path, request: WriteRequest) -> Path:
+    from .openvino_ir import write_ir
 
-    from .openvino_extension import odconv_conversion_extension
-
-    # The extension converts custom-op ODConv2d nodes (OpenVINO does not expand their ONNX functions).
-    model = ov.convert_model(str(onnx_path), extension=[odconv_conversion_extension()])
-    for key, value in sorted(metadata.items()):
-        model.set_rt_info(value, ["model_info", key])
-    destination = out_dir / f"{MODEL_STEM}.xml"
-    # compress_to_fp16 defaults to True; an fp32 target must keep fp32 weights.
-    ov.save_model(model, str(destination), compress_to_fp16=False)
-    return destination
+    return write_ir(onnx_path, out_dir, request)
 
 
-register_target(Target("onnx", "portable ONNX file (runs in any ONNX runtime)", _write_onnx, OnnxRuntimeRunner))
+register_target(Target("onnx", "portable ONNX file (runs in any ONNX runtime)", _write_onnx, OnnxRuntimeRunner,
+                       precisions=("fp32", "fp16", "int8")))
 register_target(
     Target("onnxruntime", "ONNX with ONNX Runtime graph optimizations applied offline", _write_onnxruntime,
-           OnnxRuntimeRunner)
+           OnnxRuntimeRunner, precisions=("fp32", "fp16", "int8"))
 )
-register_target(Target("openvino", "OpenVINO IR (.xml + .bin)", _write_openvino, OpenVINORunner))
+register_target(Target("openvino", "OpenVINO IR (.xml + .bin)", _write_openvino, OpenVINORunner,
+                       precisions=("fp32", "fp16", "bf16", "int8"), layouts=(FLAT, "ovms")))

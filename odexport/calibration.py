@@ -1,0 +1,64 @@
+"""Calibration images for post-training quantization: a folder of the user's images, or synthetic ones.
+
+Samples are preprocessed exactly as the model expects (odexport.inputs.Preprocessing), so the ranges
+the quantizer measures are the ranges the deployed model sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .inputs import IMAGENET, PHOTOGRAPHS, Preprocessing, preprocess
+
+SYNTHETIC = "synthetic"
+DEFAULT_CALIBRATION_SIZE = 32
+
+
+def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], *,
+                        count: int = DEFAULT_CALIBRATION_SIZE, spec: Preprocessing = IMAGENET,
+                        seed: int = 0) -> np.ndarray:
+    """[N, 3, h, w] float32, N <= count.
+
+    source: "synthetic" (seeded random crops and flips of the photographs bundled with scikit-image:
+    real image statistics, no download), a folder of images (the first ``count`` by name), or an
+    already preprocessed array [N, 3, h, w] (from Python).
+    """
+    if count < 1:
+        raise InputError(f"calibration size {count} is not a positive int", hint="e.g. --calibration-size 32")
+    if isinstance(source, np.ndarray):
+        if source.ndim != 4 or source.shape[1] != 3 or tuple(source.shape[2:]) != tuple(size):
+            raise InputError(f"calibration array of shape {list(source.shape)} does not match the input "
+                             f"[N, 3, {size[0]}, {size[1]}]", hint="preprocess the calibration images to the model's size")
+        return np.ascontiguousarray(source[:count], dtype=np.float32)
+    if str(source) == SYNTHETIC:
+        return synthetic_samples(count, size, spec, seed)
+    from .verification.options import load_images
+
+    directory = Path(source)
+    if not directory.is_dir():
+        raise InputError(f"--calibration {source}: neither a folder of images nor '{SYNTHETIC}'",
+                         hint="pass a folder of images like the ones the model will see, or --calibration synthetic")
+    return load_images(directory, size, spec)[:count]
+
+
+def synthetic_samples(count: int, size: tuple[int, int], spec: Preprocessing = IMAGENET, seed: int = 0) -> np.ndarray:
+    """Seeded random crops (a quarter to all of the shorter side) and mirror images of the bundled
+    photographs, preprocessed: [count, 3, h, w] float32."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    photos = [getattr(skimage.data, name)() for name in PHOTOGRAPHS]
+    samples = []
+    for index in range(count):
+        photo = photos[index % len(photos)]
+        height, width = photo.shape[:2]
+        side = int(rng.uniform(0.25, 1.0) * min(height, width))
+        top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+        crop = photo[top:top + side, left:left + side]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        samples.append(preprocess(crop, size, spec))
+    return np.stack(samples)
