@@ -47,7 +47,7 @@ def verify_artifact(
     images: str | Path | None = None,
     batch_sizes: list[str | int] | tuple[int, ...] | None = None,
     imgsz: str | int | tuple[int, int] | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     layers: bool = False,
@@ -60,6 +60,7 @@ def verify_artifact(
 
     runtime: a name in RUNTIMES, "all", or None for the file's default. batch_sizes: for a dynamic batch
     (e.g. [1, 3] or ["1,3,8"]); a fixed batch is checked at itself. imgsz: for a dynamic height/width.
+    precision: a tolerance preset; None takes the manifest's precision, else fp32.
     layers: localise even when every output passes (a failing runtime is always localised).
     Raises InputError on bad input, never on a parity failure: see VerifyReport.raise_for_failure.
     """
@@ -68,6 +69,8 @@ def verify_artifact(
     reporter = reporter or SilentReporter()
     found = read_artifact(Path(artifact))
     runtimes = choose_runtimes(runtime, found.model_file)
+    # The preset of the precision convert wrote the artifact in, unless told otherwise.
+    precision = precision or (found.manifest or {}).get("precision") or "fp32"
     tolerance = resolve_tolerance(precision, atol, rtol)
     sizes = batch_sizes_for(found, parse_batches(batch_sizes))
     size = input_size_for(found, parse_imgsz(imgsz) if imgsz is not None else None)
