@@ -31,7 +31,13 @@ def conversion(console: Console, result: ConversionResult) -> None:
         console.print(parity_table(result.parity))
     else:
         console.print("Parity: skipped (--no-verify)")
-    console.print(f"Saved {result.manifest['target']} artifact to {result.output_dir}/")
+    console.print(f"Saved {result.manifest['target']} {result.manifest.get('precision', 'fp32')} artifact to "
+                  f"{result.output_dir}/")
+    quantization = result.manifest.get("quantization")
+    if quantization:
+        console.print(f"int8: {quantization['quantized_convolutions']} convolutions on int8 weights; ODConv layers "
+                      f"quantized {len(quantization['odconv_layers_quantized'])}, left in float "
+                      f"{len(quantization['odconv_layers_float'])} (see manifest.json)")
     for name in result.manifest["files"] + ["manifest.json"]:
         console.print(f"  {name}")
 

@@ -29,9 +29,13 @@ class Tolerance:
 # One preset per precision in odexport.precisions; values and their reasoning in README ("Precisions").
 TOLERANCES = {
     "fp32": Tolerance("fp32", atol=1e-5, rtol=1e-4),
-    "fp16": Tolerance("fp16", atol=1e-3, rtol=2e-2, min_top1_agreement=0.75),
-    "bf16": Tolerance("bf16", atol=1e-2, rtol=1e-1, min_top1_agreement=0.75),
-    "int8": Tolerance("int8", atol=5e-2, rtol=3e-1, min_top1_agreement=0.5),
+    # About 1.5x the largest error measured (benchmarks/results/digits.json, precision_errors.json), and
+    # at most one of the six parity samples (photographs and random tensors) changing class.
+    "fp16": Tolerance("fp16", atol=1e-3, rtol=5e-2, min_top1_agreement=0.8),
+    "bf16": Tolerance("bf16", atol=1e-2, rtol=2.5e-1, min_top1_agreement=0.8),
+    # Quantization error is large on inputs unlike the calibration images (a digits model shown
+    # photographs): int8 parity catches a broken artifact; accuracy is measured on held-out data.
+    "int8": Tolerance("int8", atol=5e-2, rtol=7e-1, min_top1_agreement=0.5),
 }
 
 
