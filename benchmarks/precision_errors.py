@@ -57,8 +57,10 @@ def main() -> None:
                                  "top1_agreement": out.top1_agreement, "samples": parity.samples})
                     print(f"{arch} {target:12s} {precision:5s} max rel {out.max_rel_error:.2e} "
                           f"max abs {out.max_abs_error:.2e} top-1 agreement {out.top1_agreement:.2f}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "precision_errors.json").write_text(json.dumps({"imgsz": args.imgsz, "rows": rows}, indent=2) + "\n")
+                    # Written after every row: a run stopped early keeps what it measured.
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    (args.out / "precision_errors.json").write_text(
+                        json.dumps({"imgsz": args.imgsz, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
