@@ -3,7 +3,7 @@
 Only convolutions whose weights are constants are quantized: a runtime executes those with int8
 kernels on pre-packed weights. A convolution whose kernel is computed at run time (the dynamic-weight
 lowering, or inside a custom-op node) stays float, and :func:`odconv_quantization` says which ODConv
-layers that left in float and why. Attention branches (small GEMMs on pooled vectors) stay float too:
+layers that leaves in float and why. Attention branches (small GEMMs on pooled vectors) stay float too:
 they cost little and steer every kernel.
 """
 
@@ -63,7 +63,7 @@ def quantize_openvino_int8(model, batches: list[np.ndarray], advance: Callable[[
     activations, int8 weights). batches: [B, 3, H, W] float32 at the model's batch."""
     import nncf
 
-    logging.getLogger("nncf").setLevel(logging.ERROR)  # its progress bars and notes would interleave ours
+    logging.getLogger("nncf").setLevel(logging.ERROR)  # its INFO notes would interleave our stage lines
     run_time_kernels = [op.get_friendly_name() for op in model.get_ordered_ops()
                         if op.get_type_name() in ("Convolution", "GroupConvolution")
                         and not _is_constant(op.input_value(1).get_node())]
