@@ -76,4 +76,4 @@ def read_model_info(path: Path) -> dict[str, str]:
     model = ov.Core().read_model(str(path))
     if not model.has_rt_info(MODEL_INFO):
         return {}
-    return {key: value.astype(str) for key, value in model.get_rt_info(MODEL_INFO).items()}
+    return {key: value.astype(str) for key, value in model.get_rt_info(MODEL_INFO).astype(dict).items()}
