@@ -67,7 +67,7 @@ def _run(action: Callable[[], int | None], debug: bool) -> None:
 def convert(
     checkpoint: CheckpointArg,
     target: Annotated[str, typer.Option("--target", "-t", help="onnx, onnxruntime or openvino.")] = "openvino",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory [default: <checkpoint stem>_<target>].")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory [default: <checkpoint stem>_<target>, plus _<precision> when not fp32].")] = None,
     imgsz: ImgszOpt = "224",
     batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: dynamic, or 1 for a fixed-batch lowering]")] = None,
     lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX: decomposed, custom-op, dynamic-weight, folded-weight, or auto (timed per layer on the target runtime).")] = "decomposed",
