@@ -186,9 +186,10 @@ def convert_model(
     if lowering == AUTO:
         choose = MeasuredChooser(
             odconv_input_shapes(model, example),
-            _timing_context(chosen_target),
-            chosen_target.runner,
-            auto_candidates(dynamic_batch=fixed_batch is None),
+            _timing_context(chosen_target, precision),
+            chosen_target.timing_runner(precision),
+            # A quantized artifact needs constant convolution weights to quantize.
+            auto_candidates(dynamic_batch=fixed_batch is None, constant_weights=get_precision(precision).quantized),
             reporter=reporter,
         )
     else:
@@ -310,7 +311,7 @@ def _check_request(target, precision: str, layout: str, calibration) -> None:
                          hint="pass --calibration DIR (images like the model's inputs) or --calibration synthetic")
 
 
-def _timing_context(target) -> TimingContext:
+def _timing_context(target, precision: str) -> TimingContext:
     """Where `auto`'s timings hold: the target's runtime and version, its precision, threads, the CPU."""
     import importlib.metadata
     import os
@@ -320,7 +321,7 @@ def _timing_context(target) -> TimingContext:
         version = importlib.metadata.version(runtime)
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return TimingContext(runtime, version, "f32", os.cpu_count() or 1, cpu_model())
+    return TimingContext(runtime, version, precision, os.cpu_count() or 1, cpu_model())
 
 
 def _auto_record(choose, path: str) -> dict:

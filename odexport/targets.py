@@ -52,6 +52,14 @@ class Target:
     runner: Callable[[Path], Runner]
     precisions: tuple[str, ...] = ("fp32",)
     layouts: tuple[str, ...] = (FLAT,)
+    # (fp32 ONNX file, precision) -> a runner that executes it as this target's artifact at that precision
+    # would run; `auto` times candidate lowerings with it. None: the plain runner.
+    runner_at: Callable[[Path, str], Runner] | None = None
+
+    def timing_runner(self, precision: str) -> Callable[[Path], Runner]:
+        if self.runner_at is None:
+            return self.runner
+        return lambda path: self.runner_at(path, precision)
 
     def check(self, precision: str, layout: str) -> None:
         """InputError unless this target writes ``precision`` in ``layout``."""
@@ -147,5 +155,10 @@ register_target(
     Target("onnxruntime", "ONNX with ONNX Runtime graph optimizations applied offline", _write_onnxruntime,
            OnnxRuntimeRunner, precisions=("fp32", "fp16", "int8"))
 )
+def _openvino_at(path: Path, precision: str) -> Runner:
+    # fp16 IRs compute in f32 (compressed weights only); bf16 is an inference precision.
+    return OpenVINORunner(path, precision="bf16" if precision == "bf16" else "f32")
+
+
 register_target(Target("openvino", "OpenVINO IR (.xml + .bin)", _write_openvino, OpenVINORunner,
-                       precisions=("fp32", "fp16", "bf16", "int8"), layouts=(FLAT, "ovms")))
+                       precisions=("fp32", "fp16", "bf16", "int8"), layouts=(FLAT, "ovms"), runner_at=_openvino_at))

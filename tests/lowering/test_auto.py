@@ -99,3 +99,17 @@ def test_unknown_lowering_names_the_choices(tmp_path):
     with pytest.raises(InputError, match="unknown lowering") as caught:
         convert_model(tiny_od_net(), target="onnx", output=tmp_path / "out", imgsz=32, lowering="fast")
     assert "auto" in caught.value.hint and "decomposed" in caught.value.hint
+
+
+def test_timings_are_taken_at_the_target_precision(tmp_path):
+    result = convert_model(tiny_od_net(), target="openvino", output=tmp_path / "bf16", imgsz=32, lowering="auto",
+                           batch=1, precision="bf16")
+    assert result.parity.passed, result.parity.summary()
+    contexts = json.loads(default_cache_path().read_text())["timings"]
+    assert any(key.startswith("openvino") and "|bf16|" in key for key in contexts)
+
+
+def test_int8_keeps_every_layer_quantizable(tmp_path):
+    result = convert_model(tiny_od_net(), target="openvino", output=tmp_path / "int8", imgsz=32, lowering="auto",
+                           batch=1, precision="int8", calibration="synthetic", calibration_size=8, verify=False)
+    assert {layer["lowering"] for layer in result.manifest["odconv_layers"]} == {"decomposed"}
