@@ -44,19 +44,28 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: Path, *, threads: int | None = None, profile_prefix: str | None = None) -> None:
+        """profile_prefix: write ONNX Runtime's per-node profiling JSON to files starting with it (see
+        end_profiling)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(list(self.output_names), feed)))
+
+    def end_profiling(self) -> Path:
+        """Stop profiling (enabled by profile_prefix) and return the JSON file of events written so far."""
+        return Path(self.session.end_profiling())
 
 
 class OpenVINORunner:
@@ -69,7 +78,13 @@ class OpenVINORunner:
 
     name = "openvino"
 
-    def __init__(self, path: Path, *, precision: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, path: Path, *, precision: str | None = None, threads: int | None = None,
+                 streams: int | None = None, hint: str | None = None, perf_counters: bool = False,
+                 static_shapes: dict[str | int, tuple[int, ...]] | None = None) -> None:
+        """hint: OpenVINO's PERFORMANCE_HINT, "latency" or "throughput" (None: OpenVINO's default);
+        streams: NUM_STREAMS (None: what the hint chooses); perf_counters: collect per-layer times
+        (PERF_COUNT, read with request.get_profiling_info()); static_shapes: {input name or index: shape} to
+        compile a dynamic model at, so that it runs static-shape kernels (as benchmark_app does)."""
         import openvino as ov
 
         from .openvino_extension import odconv_conversion_extension
@@ -83,6 +98,14 @@ class OpenVINORunner:
             config[INFERENCE_PRECISION_KEY] = precision
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+        if hint:
+            config["PERFORMANCE_HINT"] = hint.upper()
+        if streams:
+            config["NUM_STREAMS"] = streams
+        if perf_counters:
+            config["PERF_COUNT"] = True
+        if static_shapes:
+            model.reshape(static_shapes)
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)

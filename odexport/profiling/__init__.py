@@ -1,0 +1,14 @@
+"""Profiling: latency, throughput, compile time, memory and per-layer times of exported models, and the
+side-by-side comparison of lowerings against PyTorch, the naive export and the static twin."""
+
+from .layers import ATTENTION, CATEGORIES, CONVOLUTION, OTHER, LayerBreakdown, LayerTime
+from .measure import Budget
+from .profile import DEFAULT_THREADS, profile
+from .result import ProfileReport, RunProfile
+from .runtimes import PRECISIONS, RUNTIMES
+from .stats import LatencyStats
+
+__all__ = [
+    "ATTENTION", "CATEGORIES", "CONVOLUTION", "DEFAULT_THREADS", "OTHER", "PRECISIONS", "RUNTIMES", "Budget",
+    "LatencyStats", "LayerBreakdown", "LayerTime", "ProfileReport", "RunProfile", "profile",
+]

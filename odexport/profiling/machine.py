@@ -1,0 +1,42 @@
+"""Where a measurement ran: CPU, cores, load, and the runtime versions; stamped on every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from ..manifest import versions
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's instruction-set extensions that change which kernels the runtimes pick (AMX, bf16)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(flag for flag in flags if flag.startswith(("amx", "avx512_bf16", "avx512f", "avx2", "avx512_vnni")))
+
+
+def machine() -> dict:
+    """Load averages are over 1, 5 and 15 minutes: on a shared machine they say how busy it was."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cores": os.cpu_count(),
+        "load_average": [round(value, 2) for value in load] if load else None,
+        "platform": platform.platform(),
+        "versions": versions(),
+    }

@@ -1,0 +1,184 @@
+"""profile(): latency, throughput, compile time, memory and per-layer times of an artifact, or of a
+checkpoint converted on the fly, in each runtime, precision and batch size asked for."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..console import Reporter, SilentReporter
+from ..errors import InputError
+from ..verification.artifact import Artifact, read_artifact
+from ..verification.options import input_size_for, parse_batches
+from .machine import machine
+from .measure import Budget, measure_runtime
+from .result import ProfileReport, RunProfile
+from .runtimes import HINTS, PRECISIONS, ProfilingRuntime, RunOptions, choose_runtimes
+
+DEFAULT_THREADS = 2  # comparable numbers across machines; 0 or None lets each runtime choose
+ARTIFACT_SUFFIXES = (".onnx", ".xml")
+# Called before each measurement with (index, total, description), e.g. to advance a progress bar.
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One model file and the batch sizes to run it at."""
+
+    model_file: Path
+    batches: tuple[int, ...]
+    odconv_layers: tuple[str, ...]
+
+
+def profile(
+    source: str | Path,
+    *,
+    runtime: str = "all",
+    precisions: Sequence[str] = ("fp32",),
+    hint: str = "latency",
+    threads: int | None = DEFAULT_THREADS,
+    streams: int | None = None,
+    batch_sizes: Sequence[str | int] | None = None,
+    imgsz: str | int | tuple[int, int] | None = None,
+    iterations: int = 200,
+    seconds: float = 10.0,
+    warmup: int = 5,
+    layers: bool = False,
+    layer_runs: int = 10,
+    lowering: str = "decomposed",
+    arch: str | None = None,
+    unsafe_pickle: bool = False,
+    reporter: Reporter | None = None,
+    progress: Progress | None = None,
+) -> ProfileReport:
+    """Measure ``source``: a convert output directory, a .onnx, an OpenVINO .xml, or a checkpoint (converted
+    to ONNX with ``lowering`` in a temporary directory; a fixed-batch lowering once per batch size).
+
+    runtime: "onnxruntime", "openvino" or "all" (every runtime that reads the file). precisions: "fp32",
+    "bf16" (inference precision, where the runtime offers it). batch_sizes: for a dynamic batch (default
+    1). iterations/seconds: the most timed calls and the most time per configuration. layers: add a
+    per-layer breakdown from ``layer_runs`` profiled calls.
+    """
+    reporter = reporter or SilentReporter()
+    options = _check_options(hint, threads, streams, iterations, seconds, warmup, precisions)
+    asked_batches = parse_batches(list(batch_sizes) if batch_sizes else None)
+    budget = Budget(iterations=iterations, seconds=seconds, warmup=warmup, layer_runs=layer_runs if layers else 0)
+    source = Path(source)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="odexport-profile-") as work:
+        workdir = Path(work)
+        if source.is_dir() or source.suffix in ARTIFACT_SUFFIXES:
+            found = read_artifact(source)
+            size = input_size_for(found, _parse_size(imgsz))
+            units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found))]
+        else:
+            size = _parse_size(imgsz) or (224, 224)
+            units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
+        plan = []
+        for unit in units:
+            for chosen in choose_runtimes(runtime, unit.model_file):
+                offered = [p for p in options if p in chosen.precisions]
+                notes += [f"{chosen.name} does not offer {p}; skipped" for p in options if p not in chosen.precisions]
+                plan += [(unit, chosen, p, b) for p in offered for b in unit.batches]
+        if not plan:
+            raise InputError(f"no runtime chosen offers precision {', '.join(options)}",
+                             hint="bf16 is an OpenVINO inference precision: add --runtime openvino or all")
+        runs: list[RunProfile] = []
+        for index, (unit, chosen, precision, batch) in enumerate(plan):
+            description = f"{chosen.name} {precision} batch {batch}"
+            if progress:
+                progress(index, len(plan), description)
+            with reporter.stage("Profile", description) as stage:
+                run = measure_runtime(
+                    unit.model_file.name, chosen, unit.model_file,
+                    RunOptions(precision, hint, threads or None, streams), (batch, 3, *size), budget,
+                    odconv_layers=list(unit.odconv_layers), workdir=workdir)
+                stage.result = f"median {run.latency.median_ms:.2f} ms, {run.throughput:.1f} images/s"
+            runs.append(run)
+        if progress:
+            progress(len(plan), len(plan), "done")
+    model_files = sorted({str(unit.model_file) for unit in units})
+    return ProfileReport(str(source), model_files[0] if len(model_files) == 1 else ", ".join(model_files),
+                         tuple(size), tuple(runs), machine(), units[0].odconv_layers,
+                         tuple(dict.fromkeys(notes)))
+
+
+def _check_options(hint: str, threads, streams, iterations: int, seconds: float, warmup: int,
+                   precisions: Sequence[str]) -> tuple[str, ...]:
+    if hint not in HINTS:
+        raise InputError(f"unknown performance hint {hint!r}", hint=f"choose one of: {', '.join(HINTS)}")
+    for name, value in (("threads", threads), ("streams", streams)):
+        if value is not None and value < 0:
+            raise InputError(f"--{name} {value} is negative", hint=f"pass a positive --{name}, or leave it out")
+    if iterations < 1 or not seconds > 0 or warmup < 0:
+        raise InputError(f"cannot time {iterations} iterations in {seconds} s",
+                         hint="pass --iterations >= 1 and --time > 0")
+    chosen = tuple(dict.fromkeys(p for value in precisions for p in str(value).split(",") if p))
+    unknown = [p for p in chosen if p not in PRECISIONS]
+    if unknown or not chosen:
+        raise InputError(f"unknown precision {', '.join(unknown) or '(none)'}",
+                         hint=f"choose from: {', '.join(PRECISIONS)} (comma-separate several)")
+    return chosen
+
+
+def _parse_size(imgsz) -> tuple[int, int] | None:
+    from ..conversion import parse_imgsz
+
+    return None if imgsz is None else parse_imgsz(imgsz)
+
+
+def _batches_for(artifact: Artifact, asked: tuple[int, ...] | None) -> tuple[int, ...]:
+    fixed = artifact.input_shape[0]
+    if fixed is None:
+        return asked or (1,)
+    if asked and set(asked) != {fixed}:
+        raise InputError(f"{artifact.model_file.name} has a fixed batch of {fixed}; cannot run batch "
+                         f"{', '.join(map(str, asked))}", hint=f"leave --batch out, or pass --batch {fixed}")
+    return (fixed,)
+
+
+def _odconv_layers(artifact: Artifact) -> tuple[str, ...]:
+    """The ODConv layer paths convert recorded: in the manifest, else in the model file's metadata."""
+    recorded = (artifact.manifest or {}).get("odconv_layers")
+    if recorded:
+        return tuple(layer["path"] for layer in recorded)
+    text = None
+    if artifact.model_file.suffix == ".onnx":
+        import onnx
+
+        metadata = onnx.load(str(artifact.model_file), load_external_data=False).metadata_props
+        text = next((prop.value for prop in metadata if prop.key == "odexport.odconv_layers"), None)
+    elif artifact.model_file.suffix == ".xml":
+        import openvino as ov
+
+        model = ov.Core().read_model(str(artifact.model_file))
+        if model.has_rt_info(["model_info", "odexport.odconv_layers"]):
+            text = model.get_rt_info(["model_info", "odexport.odconv_layers"]).astype(str)
+    try:
+        return tuple(json.loads(text)) if text else ()
+    except ValueError:
+        return ()
+
+
+def _convert(checkpoint: Path, lowering: str, batches: tuple[int, ...], size: tuple[int, int], arch, unsafe_pickle,
+             workdir: Path, reporter: Reporter) -> list[_Unit]:
+    """The checkpoint as ONNX: one dynamic-batch file, or one file per batch size for a fixed-batch lowering."""
+    from ..conversion import convert_checkpoint
+    from ..lowering import get_lowering
+    from ..lowering.auto import AUTO
+
+    if not checkpoint.is_file():
+        raise InputError(f"{checkpoint}: no such file",
+                         hint="pass a checkpoint, a convert output directory, a .onnx or an .xml")
+    dynamic = lowering != AUTO and get_lowering(lowering).dynamic_batch
+    units = []
+    for batch in (None,) if dynamic else batches:
+        result = convert_checkpoint(checkpoint, target="onnx", output=workdir / f"converted-b{batch or 'dynamic'}",
+                                    imgsz=size, batch=batch or "dynamic", lowering=lowering, arch=arch,
+                                    unsafe_pickle=unsafe_pickle, verify=False, reporter=reporter)
+        layers = tuple(layer["path"] for layer in result.manifest["odconv_layers"])
+        units.append(_Unit(result.model_file, batches if batch is None else (batch,), layers))
+    return units

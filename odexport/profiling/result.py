@@ -1,0 +1,100 @@
+"""profile's results as data: one RunProfile per runtime, precision and batch size, in a ProfileReport
+that saves to JSON and reads back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import InputError, OutputError
+from .layers import LayerBreakdown, LayerTime, NodeTime
+from .stats import LatencyStats
+
+
+@dataclass(frozen=True)
+class RunProfile:
+    """One configuration measured.
+
+    label: what ran (the artifact, a lowering, "static twin", ...); compile_ms: reading and compiling the
+    model (session creation); first_inference_ms: the first call, with its one-off allocations;
+    latency: single calls after warm-up; throughput: images/s, with ``requests`` in flight (1: the
+    latency loop's batch / mean); peak_memory_mib: how far the process's resident memory grew while
+    building and running this configuration (memory_exact: measured against a reset high-water mark).
+    """
+
+    label: str
+    runtime: str
+    precision: str
+    hint: str
+    threads: int | None
+    streams: int | None
+    batch: int
+    input_shape: tuple[int, ...]
+    compile_ms: float
+    first_inference_ms: float
+    latency: LatencyStats
+    throughput: float
+    requests: int
+    peak_memory_mib: float
+    memory_exact: bool
+    layers: LayerBreakdown | None = None
+
+    @property
+    def ms_per_image(self) -> float:
+        return self.latency.median_ms / self.batch
+
+    @property
+    def key(self) -> str:
+        return f"{self.runtime} {self.precision} b{self.batch}"
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    """source: what was asked for (artifact or checkpoint); model_file: what ran; notes: what is worth
+    knowing but did not stop the measurement (a precision a runtime does not offer, ...)."""
+
+    source: str
+    model_file: str
+    input_size: tuple[int, int]
+    runs: tuple[RunProfile, ...]
+    machine: dict
+    odconv_layers: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        except OSError as error:
+            raise OutputError(f"cannot write {path}: {error.strerror}", hint="choose a writable --json path") from None
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProfileReport":
+        return cls(data["source"], data["model_file"], tuple(data["input_size"]),
+                   tuple(run_from_dict(run) for run in data["runs"]), data["machine"],
+                   tuple(data.get("odconv_layers", ())), tuple(data.get("notes", ())))
+
+    @classmethod
+    def read_json(cls, path: str | Path) -> "ProfileReport":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InputError(f"{path}: not a profile report ({type(error).__name__})",
+                             hint="pass a file written by odexport profile --json") from None
+
+
+def run_from_dict(data: dict) -> RunProfile:
+    layers = data.get("layers")
+    if layers is not None:
+        layers = LayerBreakdown(
+            layers["runtime"], layers["runs"], layers["total_ms"], dict(layers["by_category"]),
+            tuple(LayerTime(**{**row, "exec_types": tuple(row["exec_types"])}) for row in layers["layers"]),
+            tuple(NodeTime(**node) for node in layers["reference_kernels"]))
+    return RunProfile(**{**data, "input_shape": tuple(data["input_shape"]), "latency": LatencyStats(**data["latency"]),
+                         "layers": layers})
