@@ -1,0 +1,204 @@
+"""compare(): in one process, an ODConv model's lowerings x runtimes x precisions next to PyTorch eager,
+the naive ``torch.onnx.export`` of the original model at a fixed batch, and its static twin (the same
+architecture with plain convolutions), as ratios to the twin at the same runtime, precision and batch."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..console import Reporter, SilentReporter
+from ..errors import InputError, OdexportError, OutputError
+from .machine import machine
+from .measure import Budget, measure_runtime, measure_torch
+from .profile import DEFAULT_THREADS, Progress
+from .result import RunProfile, run_from_dict
+from .runtimes import RUNTIMES, RunOptions
+
+STATIC = "static twin"
+NAIVE = "naive export"
+EAGER = "pytorch eager"
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """variant: a lowering's name, STATIC, NAIVE or EAGER; ratio: median latency over the static twin's at
+    the same runtime, precision and batch (None when the twin was not measured there)."""
+
+    variant: str
+    run: RunProfile
+    ratio: float | None
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    model: str
+    twin: str
+    input_size: tuple[int, int]
+    threads: int | None
+    rows: tuple[CompareRow, ...]
+    machine: dict
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CompareReport":
+        rows = tuple(CompareRow(row["variant"], run_from_dict(row["run"]), row["ratio"]) for row in data["rows"])
+        return cls(data["model"], data["twin"], tuple(data["input_size"]), data["threads"], rows, data["machine"],
+                   tuple(data.get("notes", ())))
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        except OSError as error:
+            raise OutputError(f"cannot write {path}: {error.strerror}", hint="choose a writable --json path") from None
+        return path
+
+    def row(self, variant: str, key: str) -> CompareRow | None:
+        """The row of ``variant`` at ``key`` ("openvino bf16 b1", see RunProfile.key)."""
+        return next((row for row in self.rows if row.variant == variant and row.run.key == key), None)
+
+
+def default_lowerings() -> list[str]:
+    from ..lowering import list_lowerings
+    from ..lowering.auto import AUTO
+
+    return [*list_lowerings(), AUTO]
+
+
+def compare(checkpoint: str | Path, *, arch: str | None = None, unsafe_pickle: bool = False, **options) -> CompareReport:
+    """compare_models for a checkpoint; the twin is the zoo's static twin of its architecture, with the
+    same number of classes and seeded weights (speed does not depend on the values)."""
+    from ..checkpoint import load_checkpoint
+    from ..models import create_model, get_arch, randomize_
+
+    loaded = load_checkpoint(Path(checkpoint), arch=arch, unsafe_pickle=unsafe_pickle)
+    twin_name = get_arch(loaded.arch).static_twin
+    with torch.no_grad():
+        twin = randomize_(create_model(twin_name, num_classes=loaded.num_classes), seed=0).eval()
+    return compare_models(loaded.model, twin, name=f"{loaded.arch} kernel_num {loaded.kernel_num}",
+                          twin_name=twin_name, **options)
+
+
+def compare_models(
+    model: nn.Module,
+    twin: nn.Module,
+    *,
+    name: str,
+    twin_name: str,
+    runtimes: Sequence[str] = tuple(RUNTIMES),
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    batch_sizes: Sequence[int] = (1,),
+    imgsz: int | tuple[int, int] = 224,
+    threads: int | None = DEFAULT_THREADS,
+    budget: Budget = Budget(iterations=100, seconds=3.0),
+    lowerings: Sequence[str] | None = None,
+    naive: bool = True,
+    eager: bool = True,
+    reporter: Reporter | None = None,
+    progress: Progress | None = None,
+) -> CompareReport:
+    """Every variant at every batch size in every runtime and precision it offers (eager: fp32 only)."""
+    from ..conversion import parse_imgsz
+
+    reporter = reporter or SilentReporter()
+    size = parse_imgsz(imgsz)
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise InputError(f"unknown runtime {', '.join(unknown)}", hint=f"choose from: {', '.join(RUNTIMES)}")
+    lowerings = list(lowerings if lowerings is not None else default_lowerings())
+    notes: list[str] = []
+    runs: list[tuple[str, RunProfile]] = []
+    with tempfile.TemporaryDirectory(prefix="odexport-compare-") as work:
+        exporters = _exporters(model, twin, lowerings, naive, size, Path(work), reporter, notes)
+        plan = [(variant, batch, runtime, precision)
+                for variant in exporters for batch in batch_sizes for runtime in runtimes
+                for precision in precisions if precision in RUNTIMES[runtime].precisions]
+        if eager:
+            plan += [(variant, batch, "pytorch", "fp32") for variant in (STATIC, EAGER) for batch in batch_sizes]
+        for index, (variant, batch, runtime, precision) in enumerate(plan):
+            description = f"{variant}: {runtime} {precision} batch {batch}"
+            if progress:
+                progress(index, len(plan), description)
+            shape = (batch, 3, *size)
+            try:
+                if runtime == "pytorch":
+                    run = measure_torch(variant, twin if variant == STATIC else model, threads, shape, budget)
+                else:
+                    model_file = exporters[variant](batch)
+                    if model_file is None:
+                        continue
+                    run = measure_runtime(variant, RUNTIMES[runtime], model_file,
+                                          RunOptions(precision, "latency", threads), shape, budget)
+            except Exception as error:  # one variant failing says something; it must not end the comparison
+                notes.append(f"{description} failed: {type(error).__name__}: {str(error).strip()[:200]}")
+                continue
+            reporter.info(f"  {description}: median {run.latency.median_ms:.2f} ms")
+            runs.append((variant, run))
+        if progress:
+            progress(len(plan), len(plan), "done")
+    static = {run.key: run.latency.median_ms for variant, run in runs if variant == STATIC}
+    rows = tuple(CompareRow(variant, run, run.latency.median_ms / static[run.key] if run.key in static else None)
+                 for variant, run in runs)
+    return CompareReport(name, twin_name, tuple(size), threads, rows, machine(), tuple(dict.fromkeys(notes)))
+
+
+def _exporters(model: nn.Module, twin: nn.Module, lowerings: list[str], naive: bool, size: tuple[int, int],
+               work: Path, reporter: Reporter, notes: list[str]) -> dict[str, Callable[[int], Path | None]]:
+    """{variant: batch -> its ONNX file (None when it cannot be written)}, each written once per batch it
+    needs: once for a dynamic batch, once per batch size otherwise."""
+    from ..conversion import convert_model
+    from ..lowering import get_lowering
+    from ..lowering.auto import AUTO
+
+    cache: dict[tuple[str, int | None], Path | None] = {}
+
+    def cached(variant: str, batch: int | None, write: Callable[[Path], Path]) -> Path | None:
+        if (variant, batch) not in cache:
+            try:
+                with reporter.stage("Export", f"{variant} at batch {batch or 'dynamic'}"):
+                    cache[(variant, batch)] = write(work / f"{variant.replace(' ', '-')}-b{batch or 'dynamic'}")
+            except Exception as error:
+                message = error.message if isinstance(error, OdexportError) else f"{type(error).__name__}: {error}"
+                notes.append(f"{variant} at batch {batch or 'dynamic'} could not be exported: {message.strip()[:200]}")
+                cache[(variant, batch)] = None
+        return cache[(variant, batch)]
+
+    def ours(source: nn.Module, lowering: str, variant: str) -> Callable[[int], Path | None]:
+        dynamic = lowering != AUTO and get_lowering(lowering).dynamic_batch
+
+        def export(batch: int) -> Path | None:
+            fixed = None if dynamic else batch
+            return cached(variant, fixed, lambda out: convert_model(
+                source, target="onnx", output=out, imgsz=size, batch=fixed or "dynamic", lowering=lowering,
+                verify=False).model_file)
+
+        return export
+
+    exporters = {STATIC: ours(twin, "decomposed", STATIC)}
+    exporters |= {lowering: ours(model, lowering, lowering) for lowering in lowerings}
+    if naive:
+        exporters[NAIVE] = lambda batch: cached(NAIVE, batch, lambda out: naive_export(model, out, batch, size))
+    return exporters
+
+
+def naive_export(model: nn.Module, directory: Path, batch: int, size: tuple[int, int]) -> Path:
+    """What users do today: the TorchScript exporter on the original model at a fixed batch."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(batch, 3, *size),), str(path), dynamo=False,
+                          input_names=["input"], output_names=["output"])
+    return path
