@@ -184,6 +184,92 @@ def verify(
 
 
 @app.command()
+def profile(
+    source: Annotated[Path, typer.Argument(help="A convert output directory, a .onnx, an OpenVINO .xml, or a checkpoint (converted on the fly).")],
+    runtime: Annotated[str, typer.Option("--runtime", "-r", help="onnxruntime, openvino, or all (every runtime that reads the file).")] = "all",
+    hint: Annotated[str, typer.Option("--hint", help="OpenVINO performance hint: latency or throughput (throughput: images/s with parallel requests).")] = "latency",
+    threads: Annotated[int, typer.Option("--threads", help="Inference threads per runtime; 0 lets each runtime choose.")] = 2,
+    streams: Annotated[Optional[int], typer.Option("--streams", help="OpenVINO streams (default: what the hint chooses).")] = None,
+    batch: Annotated[Optional[list[str]], typer.Option("--batch", help="Batch sizes for a dynamic-batch model; repeat or comma-separate: 1,8 (default: 1).")] = None,
+    precision: Annotated[Optional[list[str]], typer.Option("--precision", help="Inference precision: fp32, bf16 (OpenVINO); repeat or comma-separate. [default: fp32; fp32,bf16 with --compare]")] = None,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", help="At most this many timed calls per configuration.")] = 200,
+    seconds: Annotated[float, typer.Option("--time", help="At most this many seconds of timed calls per configuration.")] = 10.0,
+    imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size: an int, or H,W (default: the artifact's, or 224).")] = None,
+    lowering: Annotated[str, typer.Option("--lowering", help="How a checkpoint's ODConv layers are written (as for convert).")] = "decomposed",
+    layers: Annotated[bool, typer.Option("--layers", help="Per-layer breakdown from OpenVINO performance counters and ONNX Runtime profiling.")] = False,
+    top: Annotated[int, typer.Option("--top", help="Layers shown per configuration with --layers.")] = 15,
+    compare: Annotated[bool, typer.Option("--compare", help="For a checkpoint: every lowering, PyTorch eager, the naive export and the static twin, side by side.")] = False,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON to this file.")] = None,
+    plot_file: Annotated[Optional[Path], typer.Option("--plot", help="Write a chart to this .png file.")] = None,
+    arch: ArchOpt = None,
+    unsafe_pickle: UnsafePickleOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Measure latency (median, mean, p90, p99, min, max), throughput, compile and first-inference time and
+    peak memory in ONNX Runtime and OpenVINO; with --layers, where the time goes per PyTorch module."""
+    from rich.progress import Progress
+
+    from odexport.console import ConsoleReporter
+    from odexport.errors import InputError
+    from odexport.profiling import profile as run_profile
+    from odexport.profiling.compare import compare as run_compare
+    from odexport.profiling.measure import Budget
+    from odexport.profiling.plot import plot_comparison, plot_profile
+
+    def action() -> None:
+        with Progress(console=stderr, transient=True) as bar:
+            task = bar.add_task("profiling", total=None)
+
+            def advance(index: int, total: int, description: str) -> None:
+                bar.update(task, completed=index, total=total, description=description)
+
+            if compare:
+                if source.is_dir() or source.suffix in (".onnx", ".xml"):
+                    raise InputError(f"{source}: --compare needs a checkpoint (it exports every lowering itself)",
+                                     hint="pass the checkpoint the artifact was converted from")
+                from odexport.verification.options import parse_batches
+
+                result = run_compare(
+                    source, arch=arch, unsafe_pickle=unsafe_pickle,
+                    runtimes=_profile_runtimes(runtime), precisions=_split(precision) or ("fp32", "bf16"),
+                    batch_sizes=parse_batches(batch) or (1,), imgsz=imgsz or "224", threads=threads or None,
+                    budget=Budget(iterations=iterations, seconds=seconds), progress=advance)
+            else:
+                result = run_profile(
+                    source, runtime=runtime, precisions=_split(precision) or ("fp32",), hint=hint, threads=threads,
+                    streams=streams, batch_sizes=batch, imgsz=imgsz, iterations=iterations, seconds=seconds,
+                    layers=layers, lowering=lowering, arch=arch, unsafe_pickle=unsafe_pickle,
+                    reporter=ConsoleReporter(), progress=advance)
+        if compare:
+            render.comparison(stdout, result)
+        else:
+            render.profile(stdout, result, top=top)
+        if json_file:
+            stdout.print(f"Wrote {result.write_json(json_file)}")
+        if plot_file:
+            written = plot_comparison(result, plot_file) if compare else plot_profile(result, plot_file)
+            stdout.print(f"Wrote {written}")
+
+    _run(action, debug)
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """["fp32,bf16", "fp32"] -> ("fp32", "bf16")."""
+    return tuple(dict.fromkeys(part.strip() for value in values or () for part in value.split(",") if part.strip()))
+
+
+def _profile_runtimes(choice: str) -> tuple[str, ...]:
+    from odexport.errors import InputError
+    from odexport.profiling import RUNTIMES
+
+    if choice == "all":
+        return tuple(RUNTIMES)
+    if choice not in RUNTIMES:
+        raise InputError(f"unknown runtime {choice!r}", hint=f"choose one of: {', '.join(RUNTIMES)}, all")
+    return (choice,)
+
+
+@app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where the demo writes its files.")] = Path("demo"),
     kernel_num: Annotated[int, typer.Option("--kernel-num", help="ODConv kernel_num of the demo model.")] = 1,

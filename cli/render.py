@@ -153,3 +153,86 @@ def verification(console: Console, report, *, all_layers: bool = False) -> None:
         console.print(f"[bold green]PASSED[/bold green] ({runtimes})")
     else:
         console.print("[bold red]FAILED[/bold red]: " + "; ".join(report.failures()), soft_wrap=True)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def profile_table(report) -> Table:
+    """One row per runtime, precision and batch (a ProfileReport)."""
+    height, width = report.input_size
+    table = Table(title=f"Profile of {report.model_file} at {height}x{width} (latency in ms per call)")
+    for column in ("runtime", "precision", "hint", "threads", "batch", "compile", "first", "median", "mean", "p90",
+                   "p99", "min", "max", "runs", "images/s", "peak MiB"):
+        table.add_column(column, justify="left" if column in ("runtime", "precision", "hint") else "right")
+    for run in report.runs:
+        stats = run.latency
+        images = f"{run.throughput:.1f}" + (f" ({run.requests} req)" if run.requests > 1 else "")
+        table.add_row(run.runtime, run.precision, run.hint, str(run.threads or "auto"), str(run.batch),
+                      _ms(run.compile_ms), _ms(run.first_inference_ms), _ms(stats.median_ms), _ms(stats.mean_ms),
+                      _ms(stats.p90_ms), _ms(stats.p99_ms), _ms(stats.min_ms), _ms(stats.max_ms), str(stats.count),
+                      images, f"{run.peak_memory_mib:.0f}" + ("" if run.memory_exact else "*"))
+    return table
+
+
+def layer_table(run, top: int) -> Table:
+    """The slowest modules of one configuration, with the split by kind in the title."""
+    layers = run.layers
+    split = ", ".join(f"{kind} {ms:.2f} ms ({ms / (layers.total_ms or 1):.0%})" for kind, ms in layers.by_category.items())
+    table = Table(title=f"Layers in {run.runtime} {run.precision} batch {run.batch} (mean of {layers.runs} runs): {split}")
+    for column in ("module", "kind", "ms", "share", "nodes", "kernels"):
+        table.add_column(column, justify="right" if column in ("ms", "share", "nodes") else "left")
+    for row in layers.top(top):
+        table.add_row(row.module, row.category, f"{row.ms:.3f}", f"{row.ms / (layers.total_ms or 1):.1%}", str(row.nodes),
+                      ", ".join(row.exec_types)[:60])
+    return table
+
+
+def profile(console: Console, report, *, top: int = 15) -> None:
+    """A ProfileReport: the runs, then each run's layers when measured, reference kernels, notes."""
+    machine = report.machine
+    load = machine.get("load_average")
+    console.print(f"{machine['cpu']}, {machine['logical_cores']} logical cores"
+                  + (f", load average {load[0]:.2f}" if load else ""), soft_wrap=True)
+    console.print(profile_table(report))
+    if any(not run.memory_exact for run in report.runs):
+        console.print("  * peak memory: growth beyond the process's earlier peak (no resettable high-water mark here)")
+    for run in report.runs:
+        if run.layers is None:
+            continue
+        console.print(layer_table(run, top))
+        fallback = run.layers.reference_kernels
+        if fallback:
+            names = ", ".join(f"{node.name} ({node.op}, {node.exec_type})" for node in fallback[:8])
+            more = f" and {len(fallback) - 8} more" if len(fallback) > 8 else ""
+            console.print(f"[yellow]{len(fallback)} nodes ran reference (ref_*) kernels[/yellow], "
+                          f"{sum(n.ms for n in fallback):.3f} ms: {names}{more}", soft_wrap=True)
+    for note in report.notes:
+        console.print(f"  note: {note}", soft_wrap=True)
+
+
+def comparison(console: Console, report) -> None:
+    """A CompareReport: median ms and the ratio to the static twin, a column per runtime/precision/batch."""
+    keys = list(dict.fromkeys(row.run.key for row in report.rows))
+    variants = list(dict.fromkeys(row.variant for row in report.rows))
+    height, width = report.input_size
+    table = Table(title=f"{report.model} vs its static twin {report.twin} at {height}x{width}, "
+                        f"{report.threads or 'auto'} threads: median ms (x static twin)")
+    table.add_column("variant", no_wrap=True)
+    for key in keys:
+        table.add_column(key, justify="right")
+    for variant in variants:
+        cells = []
+        for key in keys:
+            row = report.row(variant, key)
+            cells.append("-" if row is None else f"{_ms(row.run.latency.median_ms)}"
+                         + ("" if row.ratio is None else f" ({row.ratio:.2f}x)"))
+        table.add_row(variant, *cells)
+    machine = report.machine
+    load = machine.get("load_average")
+    console.print(f"{machine['cpu']}, {machine['logical_cores']} logical cores"
+                  + (f", load average {load[0]:.2f}" if load else ""), soft_wrap=True)
+    console.print(table)
+    for note in report.notes:
+        console.print(f"  note: {note}", soft_wrap=True)
