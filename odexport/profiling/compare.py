@@ -17,7 +17,7 @@ from torch import nn
 from ..console import Reporter, SilentReporter
 from ..errors import InputError, OdexportError, OutputError
 from .machine import machine
-from .measure import Budget, measure_runtime, measure_torch
+from .measure import Budget, Session, TorchSession, interleaved, runtime_session
 from .profile import DEFAULT_THREADS, Progress
 from .result import RunProfile, run_from_dict
 from .runtimes import RUNTIMES, RunOptions
@@ -103,13 +103,15 @@ def compare_models(
     imgsz: int | tuple[int, int] = 224,
     threads: int | None = DEFAULT_THREADS,
     budget: Budget = Budget(iterations=100, seconds=3.0),
+    rounds: int = 3,
     lowerings: Sequence[str] | None = None,
     naive: bool = True,
     eager: bool = True,
     reporter: Reporter | None = None,
     progress: Progress | None = None,
 ) -> CompareReport:
-    """Every variant at every batch size in every runtime and precision it offers (eager: fp32 only)."""
+    """Every variant at every batch size in every runtime and precision it offers (eager: fp32 only);
+    budget: per variant and configuration, spread over ``rounds`` interleaved rounds."""
     from ..conversion import parse_imgsz
 
     reporter = reporter or SilentReporter()
@@ -122,32 +124,39 @@ def compare_models(
     runs: list[tuple[str, RunProfile]] = []
     with tempfile.TemporaryDirectory(prefix="odexport-compare-") as work:
         exporters = _exporters(model, twin, lowerings, naive, size, Path(work), reporter, notes)
-        plan = [(variant, batch, runtime, precision)
-                for variant in exporters for batch in batch_sizes for runtime in runtimes
-                for precision in precisions if precision in RUNTIMES[runtime].precisions]
+        # Variants measured side by side share a group; a group's sessions are alive together and timed in
+        # interleaved rounds, so the twin and each lowering see the same load.
+        groups = [(batch, runtime, precision, list(exporters)) for batch in batch_sizes for runtime in runtimes
+                  for precision in precisions if precision in RUNTIMES[runtime].precisions]
         if eager:
-            plan += [(variant, batch, "pytorch", "fp32") for variant in (STATIC, EAGER) for batch in batch_sizes]
-        for index, (variant, batch, runtime, precision) in enumerate(plan):
-            description = f"{variant}: {runtime} {precision} batch {batch}"
-            if progress:
-                progress(index, len(plan), description)
+            groups += [(batch, "pytorch", "fp32", [STATIC, EAGER]) for batch in batch_sizes]
+        total = sum(len(variants) for *_, variants in groups)
+        done = 0
+        for batch, runtime, precision, variants in groups:
             shape = (batch, 3, *size)
-            try:
-                if runtime == "pytorch":
-                    run = measure_torch(variant, twin if variant == STATIC else model, threads, shape, budget)
-                else:
-                    model_file = exporters[variant](batch)
-                    if model_file is None:
+            sessions: list[Session] = []
+            for variant in variants:
+                description = f"{variant}: {runtime} {precision} batch {batch}"
+                if progress:
+                    progress(done, total, description)
+                done += 1
+                try:
+                    if runtime == "pytorch":
+                        sessions.append(TorchSession(variant, twin if variant == STATIC else model, threads, shape))
                         continue
-                    run = measure_runtime(variant, RUNTIMES[runtime], model_file,
-                                          RunOptions(precision, "latency", threads), shape, budget)
-            except Exception as error:  # one variant failing says something; it must not end the comparison
-                notes.append(f"{description} failed: {type(error).__name__}: {str(error).strip()[:200]}")
-                continue
-            reporter.info(f"  {description}: median {run.latency.median_ms:.2f} ms")
-            runs.append((variant, run))
+                    model_file = exporters[variant](batch)
+                    if model_file is not None:
+                        sessions.append(runtime_session(variant, RUNTIMES[runtime], model_file,
+                                                        RunOptions(precision, "latency", threads), shape))
+                except Exception as error:  # one variant failing says something; it must not end the comparison
+                    notes.append(f"{description} failed: {type(error).__name__}: {str(error).strip()[:200]}")
+            with reporter.stage("Measure", f"{len(sessions)} variants, {runtime} {precision} batch {batch}"):
+                for session, run in zip(sessions, interleaved(sessions, budget, rounds)):
+                    runs.append((session.label, run))
+            for session in sessions:
+                session.close()
         if progress:
-            progress(len(plan), len(plan), "done")
+            progress(total, total, "done")
     static = {run.key: run.latency.median_ms for variant, run in runs if variant == STATIC}
     rows = tuple(CompareRow(variant, run, run.latency.median_ms / static[run.key] if run.key in static else None)
                  for variant, run in runs)

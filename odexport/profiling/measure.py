@@ -1,12 +1,14 @@
-"""Measuring one configuration: build the runner, time the first call, warm up, time single calls within
-an iteration and time budget, then throughput, peak memory and (optionally) per-layer times."""
+"""Measuring configurations: build a runner (compile time, first call, peak memory), then time single
+calls within an iteration and time budget, optionally in several rounds interleaved with other
+configurations so that a shared machine's changing load falls on all of them alike."""
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,15 +32,20 @@ class Budget:
     min_iterations: int = 5
     layer_runs: int = 0
 
+    def share(self, rounds: int) -> "Budget":
+        """The budget of one of ``rounds`` interleaved rounds."""
+        return Budget(max(1, -(-self.iterations // rounds)), self.seconds / rounds, self.warmup,
+                      max(1, -(-self.min_iterations // rounds)), self.layer_runs)
+
 
 def seeded_input(shape: tuple[int, ...]) -> np.ndarray:
     """shape: [B, 3, H, W] -> float32 values like a normalised image's."""
     return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 
 
-def timed_calls(call: Callable[[], object], budget: Budget) -> list[float]:
-    """Seconds per call of ``call`` after budget.warmup untimed calls."""
-    for _ in range(budget.warmup):
+def timed_calls(call: Callable[[], object], budget: Budget, *, warmup: bool = True) -> list[float]:
+    """Seconds per call of ``call``, after budget.warmup untimed calls."""
+    for _ in range(budget.warmup if warmup else 0):
         call()
     durations: list[float] = []
     deadline = time.perf_counter() + budget.seconds
@@ -50,50 +57,95 @@ def timed_calls(call: Callable[[], object], budget: Budget) -> list[float]:
     return durations
 
 
+class Session:
+    """One configuration, built: its runner, the one-off numbers, and the timed calls collected so far."""
+
+    def __init__(self, label: str, runtime: str, precision: str, options: RunOptions, shape: tuple[int, ...],
+                 build: Callable[[], object], threads_around: Callable[[], object] | None = None) -> None:
+        self.label, self.runtime_name, self.precision, self.options, self.shape = label, runtime, precision, options, shape
+        self.durations: list[float] = []
+        self.warmed = False
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            self.runner = build()
+            self.compile_ms = (time.perf_counter() - start) * 1e3
+            self.feed = {self.runner.input_names[0]: seeded_input(shape)}
+            start = time.perf_counter()
+            self.runner.infer(self.feed)
+            self.first_ms = (time.perf_counter() - start) * 1e3
+            self.peak_mib, self.memory_exact = memory.growth_mib(), memory.exact
+
+    def call(self) -> None:
+        self.runner.infer(self.feed)
+
+    def time(self, budget: Budget) -> None:
+        self.durations += timed_calls(self.call, budget, warmup=not self.warmed)
+        self.warmed = True
+
+    def result(self, throughput: tuple[float, int] | None = None, layers=None) -> RunProfile:
+        latency = LatencyStats.from_seconds(self.durations)
+        images, requests = throughput or (self.shape[0] * 1e3 / latency.mean_ms, 1)
+        return RunProfile(self.label, self.runtime_name, self.precision, self.options.hint, self.options.threads,
+                          self.options.streams, self.shape[0], tuple(self.shape), self.compile_ms, self.first_ms,
+                          latency, images, requests, self.peak_mib, self.memory_exact, layers)
+
+    def close(self) -> None:
+        # ONNX Runtime's idle threads spin for a while; let them go before the next configuration runs.
+        del self.runner
+
+
+class TorchSession(Session):
+    """PyTorch eager in fp32, with ``threads`` intra-op threads while it runs (restored afterwards)."""
+
+    def __init__(self, label: str, model: nn.Module, threads: int | None, shape: tuple[int, ...]) -> None:
+        self.threads = threads
+        with self._threads():
+            super().__init__(label, "pytorch", "fp32", RunOptions("fp32", "latency", threads), shape,
+                             lambda: TorchRunner(model.eval(), ("input",), ("output",)))
+
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+    def time(self, budget: Budget) -> None:
+        with self._threads():
+            super().time(budget)
+
+
+def runtime_session(label: str, runtime: ProfilingRuntime, model_file: Path, options: RunOptions,
+                    shape: tuple[int, ...]) -> Session:
+    return Session(label, runtime.name, options.precision, options, shape,
+                   lambda: runtime.build(model_file, options, shape))
+
+
 def measure_runtime(label: str, runtime: ProfilingRuntime, model_file: Path, options: RunOptions,
                     shape: tuple[int, ...], budget: Budget, *, odconv_layers: list[str] = (),
                     workdir: Path | None = None) -> RunProfile:
-    """``model_file`` in ``runtime`` at input ``shape`` ([B, 3, H, W])."""
-    data = seeded_input(shape)
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        runner = runtime.build(model_file, options, shape)
-        compile_ms = (time.perf_counter() - start) * 1e3
-        feed = {runner.input_names[0]: data}
-        start = time.perf_counter()
-        runner.infer(feed)
-        first_ms = (time.perf_counter() - start) * 1e3
-        latency = LatencyStats.from_seconds(timed_calls(lambda: runner.infer(feed), budget))
-        throughput, requests = shape[0] * 1e3 / latency.mean_ms, 1
-        if options.hint == "throughput" and runtime.parallel is not None:
-            throughput, requests = runtime.parallel(runner, feed, min(budget.seconds, 5.0))
-        peak = memory.growth_mib()
-    del runner  # ONNX Runtime's idle threads spin for a while; let them go before the next configuration
+    """``model_file`` in ``runtime`` at input ``shape`` ([B, 3, H, W]), alone."""
+    session = runtime_session(label, runtime, model_file, options, shape)
+    session.time(budget)
+    throughput = None
+    if options.hint == "throughput" and runtime.parallel is not None:
+        throughput = runtime.parallel(session.runner, session.feed, min(budget.seconds, 5.0))
+    feed = session.feed
+    session.close()
     layers = None
     if budget.layer_runs and workdir is not None:
         layers = layer_breakdown(runtime, model_file, options, shape, feed, budget.layer_runs, workdir,
                                  list(odconv_layers))
-    return RunProfile(label, runtime.name, options.precision, options.hint, options.threads, options.streams,
-                      shape[0], tuple(shape), compile_ms, first_ms, latency, throughput, requests, peak,
-                      memory.exact, layers)
+    return session.result(throughput, layers)
 
 
-def measure_torch(label: str, model: nn.Module, threads: int | None, shape: tuple[int, ...],
-                  budget: Budget) -> RunProfile:
-    """PyTorch eager in fp32 with ``threads`` intra-op threads (restored afterwards)."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        feed = {"input": seeded_input(shape)}
-        with PeakMemory() as memory:
-            runner = TorchRunner(model.eval(), ("input",), ("output",))
-            start = time.perf_counter()
-            runner.infer(feed)
-            first_ms = (time.perf_counter() - start) * 1e3
-            latency = LatencyStats.from_seconds(timed_calls(lambda: runner.infer(feed), budget))
-            peak = memory.growth_mib()
-    finally:
-        torch.set_num_threads(previous)
-    return RunProfile(label, "pytorch", "fp32", "latency", threads, None, shape[0], tuple(shape), 0.0, first_ms,
-                      latency, shape[0] * 1e3 / latency.mean_ms, 1, peak, memory.exact)
+def interleaved(sessions: list[Session], budget: Budget, rounds: int) -> list[RunProfile]:
+    """Time ``sessions`` in ``rounds`` rounds, each taking its share of ``budget`` in turn."""
+    share = budget.share(rounds)
+    for _ in range(rounds):
+        for session in sessions:
+            session.time(share)
+    return [session.result() for session in sessions]

@@ -20,7 +20,8 @@ class RunProfile:
     model (session creation); first_inference_ms: the first call, with its one-off allocations;
     latency: single calls after warm-up; throughput: images/s, with ``requests`` in flight (1: the
     latency loop's batch / mean); peak_memory_mib: how far the process's resident memory grew while
-    building and running this configuration (memory_exact: measured against a reset high-water mark).
+    building this configuration and running its first call, where runtimes allocate (memory_exact:
+    measured against a reset high-water mark).
     """
 
     label: str

@@ -1,0 +1,178 @@
+"""The standard sweep: each ODConv model's lowerings against its static twin, per runtime and precision.
+
+    .venv/bin/python benchmarks/sweep.py                                   # everything (about an hour on 2 cores)
+    .venv/bin/python benchmarks/sweep.py --archs od_resnet18 --kernel-nums 1 --batches 1 --seconds 1   # a quick look
+
+od_resnet18, od_resnet50 and od_mobilenetv2_100 at kernel_num 1 and 4, each next to its static twin
+measured in the same run (seeded weights: speed does not depend on the values), at batch 1 and 8
+(per-image time at 8), 224x224, 2 threads, in OpenVINO f32, OpenVINO bf16 and ONNX Runtime f32, through
+odexport.profiling.compare_models. Writes benchmarks/results/sweep.json, sweep.md (median latency, ratio
+to the static twin, and the distance to issue 7's targets) and sweep.png, stamped with the machine and its
+load: the machine may be shared, so compare ratios within one run, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from odexport.models import create_model, get_arch, randomize_
+from odexport.profiling import Budget
+from odexport.profiling.compare import EAGER, NAIVE, STATIC, CompareReport, compare_models, default_lowerings
+from odexport.profiling.machine import machine
+from odexport.profiling.plot import plot_ratios
+
+RESULTS = Path(__file__).parent / "results"
+# Issue 7's targets: the most a lowering may cost over the static twin (median latency at batch 1, and
+# per image at batch 8), by model and kernel_num, then runtime and precision (RunProfile.key without batch).
+TARGETS: dict[tuple[str, int], dict[str, float]] = {
+    ("od_resnet18", 1): {"openvino fp32": 1.15, "openvino bf16": 1.6, "onnxruntime fp32": 1.3},
+    ("od_resnet18", 4): {"openvino fp32": 2.0, "openvino bf16": 3.0, "onnxruntime fp32": 2.5},
+    ("od_mobilenetv2_100", 1): {"openvino fp32": 1.3, "openvino bf16": 1.5, "onnxruntime fp32": 1.6},
+    ("od_mobilenetv2_100", 4): {"openvino fp32": 2.0, "openvino bf16": 3.0, "onnxruntime fp32": 2.5},
+}
+
+
+def configuration(key: str) -> str:
+    """"openvino bf16 b8" -> "openvino bf16"."""
+    return key.rsplit(" ", 1)[0]
+
+
+def build(arch: str, kernel_num: int) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    twin_name = get_arch(arch).static_twin
+    with torch.no_grad():
+        model = randomize_(create_model(arch, kernel_num=kernel_num), seed=0).eval()
+        twin = randomize_(create_model(twin_name), seed=0).eval()
+    return model, twin, twin_name
+
+
+def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> str:
+    lines = [f"# Sweep: ODConv lowerings vs the static twin",
+             "",
+             f"{context['cpu']} ({', '.join(context['cpu_flags'])}), {context['logical_cores']} logical cores; "
+             f"{context['threads']} threads; {context['imgsz']}x{context['imgsz']}; "
+             f"load average {context['load_start']} at the start and {context['load_end']} at the end "
+             f"(1/5/15 min; the machine is shared, so ratios within a run are what to compare); "
+             + ", ".join(f"{k} {v}" for k, v in context["versions"].items() if v) + ".",
+             "",
+             "Median latency in ms per image (batch 8: the batch's median / 8) and, in parentheses, the ratio to "
+             "the static twin at the same runtime, precision and batch in the same run. "
+             "Target: issue 7's bound for the best of our lowerings; *gap* is how far the best one is above it.",
+             ""]
+    for arch, kernel_num, report in reports:
+        keys = list(dict.fromkeys(row.run.key for row in report.rows if row.run.runtime != "pytorch"))
+        lines += [f"## {arch} kernel_num {kernel_num} (twin {report.twin})", ""]
+        lines.append("| variant | " + " | ".join(keys) + " |")
+        lines.append("|---|" + "---:|" * len(keys))
+        for variant in dict.fromkeys(row.variant for row in report.rows):
+            cells = []
+            for key in keys:
+                row = report.row(variant, key)
+                cells.append("" if row is None else f"{row.run.ms_per_image:.2f}"
+                             + ("" if row.ratio is None else f" ({row.ratio:.2f}x)"))
+            if any(cells):
+                lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        eager = [row for row in report.rows if row.variant == EAGER]
+        if eager:
+            lines.append("")
+            lines.append("PyTorch eager: " + "; ".join(
+                f"batch {row.run.batch} {row.run.ms_per_image:.2f} ms/image ({row.ratio:.2f}x its twin)"
+                for row in eager if row.ratio is not None) + ".")
+        targets = TARGETS.get((arch, kernel_num))
+        if targets:
+            lines += ["", "| runtime | batch | best lowering | ratio | target | gap |", "|---|---:|---|---:|---:|---|"]
+            for key in keys:
+                bound = targets.get(configuration(key))
+                ours = [row for row in report.rows if row.run.key == key and row.ratio is not None
+                        and row.variant not in (STATIC, NAIVE, EAGER)]
+                if bound is None or not ours:
+                    continue
+                best = min(ours, key=lambda row: row.ratio)
+                gap = "met" if best.ratio <= bound else f"{best.ratio / bound:.2f}x over"
+                lines.append(f"| {configuration(key)} | {best.run.batch} | {best.variant} | {best.ratio:.2f}x | "
+                             f"≤ {bound}x | {gap} |")
+        for note in report.notes:
+            lines.append(f"\n- note: {note}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def ratio_groups(reports: list[tuple[str, int, CompareReport]]) -> tuple[dict, dict]:
+    groups: dict[str, dict[str, float]] = {}
+    bounds: dict[str, float] = {}
+    for arch, kernel_num, report in reports:
+        for row in report.rows:
+            if row.ratio is None or row.variant == STATIC or row.run.runtime == "pytorch":
+                continue
+            label = f"{arch.removeprefix('od_')} {kernel_num}x {row.run.key}"
+            groups.setdefault(label, {})[row.variant] = row.ratio
+            bound = TARGETS.get((arch, kernel_num), {}).get(configuration(row.run.key))
+            if bound:
+                bounds[label] = bound
+    return groups, bounds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=["od_resnet18", "od_mobilenetv2_100", "od_resnet50"])
+    parser.add_argument("--kernel-nums", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--runtimes", nargs="+", default=["openvino", "onnxruntime"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--lowerings", nargs="+", default=default_lowerings())
+    parser.add_argument("--imgsz", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=100, help="at most this many timed calls per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="at most this long per measurement")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive torch.onnx.export")
+    parser.add_argument("--no-eager", action="store_true", help="skip PyTorch eager")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="directory for sweep.json/.md/.png")
+    args = parser.parse_args()
+
+    context = machine() | {"threads": args.threads, "imgsz": args.imgsz, "batches": args.batches,
+                           "iterations": args.iterations, "seconds": args.seconds}
+    context["load_start"] = context.pop("load_average")
+    budget = Budget(iterations=args.iterations, seconds=args.seconds, warmup=3, min_iterations=5)
+    args.output.mkdir(parents=True, exist_ok=True)
+    reports: list[tuple[str, int, CompareReport]] = []
+    with Progress() as bar:
+        models = bar.add_task("models", total=len(args.archs) * len(args.kernel_nums))
+        for arch in args.archs:
+            for kernel_num in args.kernel_nums:
+                task = bar.add_task(f"{arch} {kernel_num}x", total=None)
+
+                def advance(index: int, total: int, description: str, task=task) -> None:
+                    bar.update(task, completed=index, total=total, description=f"{arch} {kernel_num}x {description}")
+
+                model, twin, twin_name = build(arch, kernel_num)
+                report = compare_models(model, twin, name=f"{arch} kernel_num {kernel_num}", twin_name=twin_name,
+                                        runtimes=args.runtimes, precisions=args.precisions, batch_sizes=args.batches,
+                                        imgsz=args.imgsz, threads=args.threads, budget=budget,
+                                        lowerings=args.lowerings, naive=not args.no_naive, eager=not args.no_eager,
+                                        progress=advance)
+                reports.append((arch, kernel_num, report))
+                bar.update(models, advance=1)
+                write(reports, context, args.output)  # after every model: an interrupted sweep keeps its results
+    print((args.output / "sweep.md").read_text())
+
+
+def write(reports: list[tuple[str, int, CompareReport]], context: dict, output: Path) -> None:
+    load = machine()["load_average"]
+    context = context | {"load_end": load}
+    data = {"context": context, "targets": {f"{a} {k}": t for (a, k), t in TARGETS.items()},
+            "results": [{"arch": arch, "kernel_num": k, **report.to_dict()} for arch, k, report in reports]}
+    (output / "sweep.json").write_text(json.dumps(data, indent=2, default=lambda v: None if v is math.nan else v) + "\n")
+    (output / "sweep.md").write_text(markdown(reports, context))
+    groups, bounds = ratio_groups(reports)
+    if groups:
+        plot_ratios(groups, output / "sweep.png", title=f"ODConv lowerings / static twin ({context['cpu']}, "
+                                                      f"{context['threads']} threads, {context['imgsz']}²)", bounds=bounds)
+
+
+if __name__ == "__main__":
+    main()
