@@ -195,7 +195,7 @@ def profile(
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="At most this many timed calls per configuration.")] = 200,
     seconds: Annotated[float, typer.Option("--time", help="At most this many seconds of timed calls per configuration.")] = 10.0,
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size: an int, or H,W (default: the artifact's, or 224).")] = None,
-    lowering: Annotated[str, typer.Option("--lowering", help="How a checkpoint's ODConv layers are written (as for convert).")] = "decomposed",
+    lowering: Annotated[Optional[str], typer.Option("--lowering", help="How a checkpoint's ODConv layers are written (as for convert) [default: decomposed]; with --compare, the lowerings to compare, comma-separated [default: all and auto].")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Per-layer breakdown from OpenVINO performance counters and ONNX Runtime profiling.")] = False,
     top: Annotated[int, typer.Option("--top", help="Layers shown per configuration with --layers.")] = 15,
     compare: Annotated[bool, typer.Option("--compare", help="For a checkpoint: every lowering, PyTorch eager, the naive export and the static twin, side by side.")] = False,
@@ -233,12 +233,13 @@ def profile(
                     source, arch=arch, unsafe_pickle=unsafe_pickle,
                     runtimes=_profile_runtimes(runtime), precisions=_split(precision) or ("fp32", "bf16"),
                     batch_sizes=parse_batches(batch) or (1,), imgsz=imgsz or "224", threads=threads or None,
-                    budget=Budget(iterations=iterations, seconds=seconds), progress=advance)
+                    budget=Budget(iterations=iterations, seconds=seconds), lowerings=_split([lowering]) if lowering else None,
+                    progress=advance)
             else:
                 result = run_profile(
                     source, runtime=runtime, precisions=_split(precision) or ("fp32",), hint=hint, threads=threads,
                     streams=streams, batch_sizes=batch, imgsz=imgsz, iterations=iterations, seconds=seconds,
-                    layers=layers, lowering=lowering, arch=arch, unsafe_pickle=unsafe_pickle,
+                    layers=layers, lowering=lowering or "decomposed", arch=arch, unsafe_pickle=unsafe_pickle,
                     reporter=ConsoleReporter(), progress=advance)
         if compare:
             render.comparison(stdout, result)

@@ -1,0 +1,109 @@
+"""profile() on TinyODNet artifacts in real ONNX Runtime and OpenVINO sessions: sane statistics, the
+per-layer split onto the ODConv layers, JSON that reads back, a PNG chart. No test reads a time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import QUICK, SIZE
+from odexport.errors import InputError
+from odexport.profiling import ATTENTION, CONVOLUTION, ProfileReport, profile
+from odexport.profiling.plot import plot_profile
+
+LAYERS = ("conv1", "dw", "pw")  # TinyODNet's ODConv layers
+
+
+def assert_sane(run, batch: int) -> None:
+    stats = run.latency
+    assert stats.count >= 1
+    assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms <= stats.p99_ms <= stats.max_ms
+    assert stats.min_ms <= stats.mean_ms <= stats.max_ms
+    assert run.batch == batch and run.input_shape == (batch, 3, SIZE, SIZE)
+    assert run.compile_ms > 0 and run.first_inference_ms > 0 and run.throughput > 0
+    assert run.peak_memory_mib >= 0
+
+
+@pytest.fixture(scope="module")
+def onnx_report(tiny_profiled):
+    return profile(tiny_profiled["onnx"], runtime="all", precisions=["fp32,bf16"], batch_sizes=["1,2"],
+                   layers=True, layer_runs=3, **QUICK)
+
+
+def test_every_runtime_precision_and_batch_is_measured(onnx_report):
+    keys = [run.key for run in onnx_report.runs]
+    assert keys == ["onnxruntime fp32 b1", "onnxruntime fp32 b2", "openvino fp32 b1", "openvino fp32 b2",
+                    "openvino bf16 b1", "openvino bf16 b2"]
+    for run in onnx_report.runs:
+        assert_sane(run, run.batch)
+    assert onnx_report.notes == ("onnxruntime does not offer bf16; skipped",)
+    assert onnx_report.odconv_layers == LAYERS
+    assert onnx_report.machine["logical_cores"] >= 1 and onnx_report.machine["versions"]["openvino"]
+
+
+def test_layer_time_is_attributed_to_each_odconv_layer_in_both_runtimes(onnx_report):
+    for run in onnx_report.runs:
+        layers = run.layers
+        assert layers is not None and layers.runs == 3
+        for category in (ATTENTION, CONVOLUTION):
+            modules = {row.module for row in layers.layers if row.category == category}
+            assert modules == set(LAYERS), (run.key, category, modules)
+            assert layers.by_category[category] > 0
+        assert abs(sum(row.ms for row in layers.layers) - layers.total_ms) < 1e-9
+        # The stem's plain convolution is outside ODConv (ONNX Runtime names it after the Relu fused into it).
+        assert {"stem.0", "stem.2"} & {row.module for row in layers.layers if row.category == "other"}
+
+
+def test_openvino_names_its_reference_kernels(onnx_report):
+    """The decomposed im2col runs Slice and Pad nodes that OpenVINO's CPU plugin executes with reference
+    kernels; each one flagged is a node whose kernel really is ref_*."""
+    for run in onnx_report.runs:
+        assert all(node.exec_type.startswith("ref") for node in run.layers.reference_kernels)
+    assert any(run.layers.reference_kernels for run in onnx_report.runs if run.runtime == "openvino")
+
+
+def test_json_reads_back_equal(onnx_report, tmp_path):
+    path = onnx_report.write_json(tmp_path / "deep" / "profile.json")
+    assert json.loads(path.read_text())["runs"][0]["latency"]["count"] == onnx_report.runs[0].latency.count
+    assert ProfileReport.read_json(path) == onnx_report
+
+
+def test_plot_is_a_png(onnx_report, tmp_path):
+    path = plot_profile(onnx_report, tmp_path / "profile.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_openvino_ir_with_throughput_hint(tiny_profiled):
+    report = profile(tiny_profiled["openvino"], hint="throughput", precisions=["bf16"], streams=2, **QUICK)
+    (run,) = report.runs
+    assert (run.runtime, run.precision, run.hint, run.streams) == ("openvino", "bf16", "throughput", 2)
+    assert_sane(run, 1)
+    assert run.requests >= 1 and run.layers is None
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"runtime": "onnxruntime", "precisions": ["bf16"]}, "offers precision bf16"),
+    ({"precisions": ["int4"]}, "unknown precision"),
+    ({"runtime": "tensorrt"}, "unknown runtime"),
+    ({"hint": "fast"}, "unknown performance hint"),
+    ({"iterations": 0}, "cannot time"),
+    ({"batch_sizes": ["0"]}, "not a positive int"),
+    ({"imgsz": "64"}, "takes 32x32 inputs"),
+])
+def test_bad_options_are_input_errors(tiny_profiled, kwargs, phrase):
+    with pytest.raises(InputError, match=phrase):
+        profile(tiny_profiled["onnx"], **{**QUICK, **kwargs})
+
+
+def test_fixed_batch_and_runtime_mismatches(tiny_profiled, tiny_model, tmp_path):
+    from odexport.conversion import convert_model
+
+    fixed = convert_model(tiny_model, target="onnx", output=tmp_path / "fixed", imgsz=SIZE, lowering="dynamic-weight",
+                          batch=2, verify=False).output_dir
+    with pytest.raises(InputError, match="fixed batch of 2"):
+        profile(fixed, batch_sizes=[1], **QUICK)
+    with pytest.raises(InputError, match="cannot run model.xml"):
+        profile(tiny_profiled["openvino"], runtime="onnxruntime", **QUICK)
+    with pytest.raises(InputError, match="no such file"):
+        profile(tmp_path / "missing.onnx", **QUICK)
