@@ -160,19 +160,28 @@ def _ms(value: float) -> str:
 
 
 def profile_table(report) -> Table:
-    """One row per runtime, precision and batch (a ProfileReport)."""
+    """A column per runtime, precision and batch (a ProfileReport): narrow enough for an 80-column log."""
     height, width = report.input_size
-    table = Table(title=f"Profile of {report.model_file} at {height}x{width} (latency in ms per call)")
-    for column in ("runtime", "precision", "hint", "threads", "batch", "compile", "first", "median", "mean", "p90",
-                   "p99", "min", "max", "runs", "images/s", "peak MiB"):
-        table.add_column(column, justify="left" if column in ("runtime", "precision", "hint") else "right")
+    table = Table(title=f"Profile of {report.model_file} at {height}x{width}")
+    table.add_column("")
     for run in report.runs:
-        stats = run.latency
-        images = f"{run.throughput:.1f}" + (f" ({run.requests} req)" if run.requests > 1 else "")
-        table.add_row(run.runtime, run.precision, run.hint, str(run.threads or "auto"), str(run.batch),
-                      _ms(run.compile_ms), _ms(run.first_inference_ms), _ms(stats.median_ms), _ms(stats.mean_ms),
-                      _ms(stats.p90_ms), _ms(stats.p99_ms), _ms(stats.min_ms), _ms(stats.max_ms), str(stats.count),
-                      images, f"{run.peak_memory_mib:.0f}" + ("" if run.memory_exact else "*"))
+        table.add_column(f"{run.runtime}\n{run.precision} b{run.batch}", justify="right")
+
+    def row(label: str, cell) -> None:
+        table.add_row(label, *(cell(run) for run in report.runs))
+
+    row("hint, threads", lambda r: f"{r.hint}, {r.threads or 'auto'}" + (f", {r.streams} streams" if r.streams else ""))
+    row("compile ms", lambda r: _ms(r.compile_ms))
+    row("first call ms", lambda r: _ms(r.first_inference_ms))
+    row("median ms", lambda r: f"[bold]{_ms(r.latency.median_ms)}[/bold]")
+    row("mean ms", lambda r: _ms(r.latency.mean_ms))
+    row("p90 ms", lambda r: _ms(r.latency.p90_ms))
+    row("p99 ms", lambda r: _ms(r.latency.p99_ms))
+    row("min ms", lambda r: _ms(r.latency.min_ms))
+    row("max ms", lambda r: _ms(r.latency.max_ms))
+    row("timed calls", lambda r: str(r.latency.count))
+    row("images/s", lambda r: f"{r.throughput:.1f}" + (f" ({r.requests} req)" if r.requests > 1 else ""))
+    row("peak MiB", lambda r: f"{r.peak_memory_mib:.0f}" + ("" if r.memory_exact else "*"))
     return table
 
 
@@ -181,11 +190,12 @@ def layer_table(run, top: int) -> Table:
     layers = run.layers
     split = ", ".join(f"{kind} {ms:.2f} ms ({ms / (layers.total_ms or 1):.0%})" for kind, ms in layers.by_category.items())
     table = Table(title=f"Layers in {run.runtime} {run.precision} batch {run.batch} (mean of {layers.runs} runs): {split}")
-    for column in ("module", "kind", "ms", "share", "nodes", "kernels"):
+    for column in ("module", "kind", "ms", "share", "nodes", "kernels (exec types)"):
         table.add_column(column, justify="right" if column in ("ms", "share", "nodes") else "left")
     for row in layers.top(top):
+        kernels = [kernel for kernel in row.exec_types if not kernel.startswith(("unknown", "undef"))]
         table.add_row(row.module, row.category, f"{row.ms:.3f}", f"{row.ms / (layers.total_ms or 1):.1%}", str(row.nodes),
-                      ", ".join(row.exec_types)[:60])
+                      " ".join(kernels))
     return table
 
 

@@ -1,0 +1,114 @@
+"""compare_models and `odexport profile` on the command line: a row per lowering and runtime next to the
+static twin, and clean exit codes on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import QUICK, SIZE
+from odexport.cli.app import app
+from odexport.lowering import list_lowerings
+from odexport.profiling import Budget
+from odexport.profiling.compare import EAGER, NAIVE, STATIC, CompareReport, compare_models
+from odexport.profiling.plot import plot_comparison
+
+runner = CliRunner()
+
+
+class TinyTwin(torch.nn.Module):
+    """TinyODNet's shape with plain convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.body = nn.Sequential(nn.Conv2d(3, 12, 3, 2, 1), nn.ReLU(), nn.Conv2d(12, 12, 3, 1, 1), nn.ReLU(),
+                                  nn.Conv2d(12, 12, 3, 2, 1, groups=12), nn.ReLU(), nn.Conv2d(12, 20, 1), nn.ReLU())
+        self.head = nn.Linear(20, 5)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def comparison(tiny_model):
+    return compare_models(tiny_model, TinyTwin().eval(), name="TinyODNet", twin_name="TinyTwin",
+                          precisions=("fp32", "bf16"), batch_sizes=(1,), imgsz=SIZE,
+                          budget=Budget(iterations=4, seconds=0.1, warmup=1, min_iterations=2), rounds=2)
+
+
+def test_a_row_per_variant_runtime_and_precision(comparison):
+    keys = {"onnxruntime fp32 b1", "openvino fp32 b1", "openvino bf16 b1"}
+    for variant in [STATIC, *list_lowerings(), "auto", NAIVE]:
+        exported = {row.run.key for row in comparison.rows if row.variant == variant and row.run.runtime != "pytorch"}
+        assert exported == keys, variant
+    eager = {row.variant for row in comparison.rows if row.run.key == "pytorch fp32 b1"}
+    assert eager == {STATIC, EAGER}
+    for row in comparison.rows:
+        assert row.ratio is not None and row.ratio > 0
+        assert row.run.latency.count >= 2  # two rounds, at least one call each
+        if row.variant == STATIC:
+            assert row.ratio == 1.0
+        else:
+            twin = comparison.row(STATIC, row.run.key)
+            assert row.ratio == pytest.approx(row.run.latency.median_ms / twin.run.latency.median_ms)
+    assert comparison.notes == ()
+
+
+def test_comparison_reads_back_and_plots(comparison, tmp_path):
+    path = comparison.write_json(tmp_path / "compare.json")
+    assert CompareReport.from_dict(json.loads(path.read_text())) == comparison
+    assert plot_comparison(comparison, tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def run_cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def quick_options():
+    return ["-n", str(QUICK["iterations"]), "--time", str(QUICK["seconds"])]
+
+
+def test_cli_profile_writes_json_and_plot(tiny_profiled, tmp_path):
+    result = run_cli("profile", tiny_profiled["onnx"], "--runtime", "openvino", "--precision", "fp32,bf16", "--layers",
+                     "--top", "3", "--json", tmp_path / "p.json", "--plot", tmp_path / "p.png", *quick_options())
+    assert result.exit_code == 0, result.stderr
+    assert "median ms" in result.stdout and "odconv attention" in result.stdout
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert [(run["runtime"], run["precision"]) for run in data["runs"]] == [("openvino", "fp32"), ("openvino", "bf16")]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow  # converts and runs od_resnet18 several times: minutes on 2 shared cores
+def test_cli_compare_on_a_checkpoint(official_checkpoint, tmp_path):
+    checkpoint = official_checkpoint("od_resnet18")
+    result = run_cli("profile", checkpoint, "--compare", "--imgsz", SIZE, "--runtime", "onnxruntime",
+                     "--precision", "fp32", "--lowering", "decomposed", "--json", tmp_path / "c.json", *quick_options())
+    assert result.exit_code == 0, result.stderr
+    assert "resnet18" in result.stdout and "naive export" in result.stdout
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert {(row["variant"], row["run"]["runtime"]) for row in rows} == {
+        (STATIC, "onnxruntime"), ("decomposed", "onnxruntime"), (NAIVE, "onnxruntime"), (STATIC, "pytorch"),
+        (EAGER, "pytorch")}
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["{missing}"], "no such file"),
+    (["{onnx}", "--precision", "int4"], "unknown precision"),
+    (["{onnx}", "--runtime", "tensorrt"], "unknown runtime"),
+    (["{onnx}", "--hint", "fast"], "unknown performance hint"),
+    (["{onnx}", "--runtime", "onnxruntime", "--precision", "bf16"], "offers precision bf16"),
+    (["{onnx}", "--compare"], "--compare needs a checkpoint"),
+    (["{onnx}", "--plot", "{tmp}/chart.jpg"], "written as PNG"),
+])
+def test_cli_bad_input_exits_2(tiny_profiled, tmp_path, args, phrase):
+    values = {"missing": tmp_path / "missing.onnx", "onnx": tiny_profiled["onnx"], "tmp": tmp_path}
+    result = run_cli("profile", *[arg.format(**values) for arg in args], *quick_options())
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-2].startswith("error: ") and lines[-1].startswith("  hint: "), result.stderr
+    assert phrase in result.stderr
