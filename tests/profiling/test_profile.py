@@ -107,3 +107,20 @@ def test_fixed_batch_and_runtime_mismatches(tiny_profiled, tiny_model, tmp_path)
         profile(tiny_profiled["openvino"], runtime="onnxruntime", **QUICK)
     with pytest.raises(InputError, match="no such file"):
         profile(tmp_path / "missing.onnx", **QUICK)
+
+
+def test_a_checkpoint_is_converted_on_the_fly(official_checkpoint):
+    report = profile(official_checkpoint("od_resnet18"), runtime="onnxruntime", imgsz=SIZE, batch_sizes=[1, 2],
+                     layers=True, layer_runs=2, **QUICK)
+    assert [run.key for run in report.runs] == ["onnxruntime fp32 b1", "onnxruntime fp32 b2"]
+    assert len(report.odconv_layers) == 16 and "layer1.0.conv1" in report.odconv_layers
+    attributed = {row.module for row in report.runs[0].layers.layers if row.category == ATTENTION}
+    assert attributed == set(report.odconv_layers)
+
+
+@pytest.mark.slow  # two conversions of od_resnet18
+def test_a_fixed_batch_lowering_is_converted_once_per_batch(official_checkpoint):
+    report = profile(official_checkpoint("od_resnet18"), runtime="openvino", imgsz=SIZE, batch_sizes=[1, 2],
+                     lowering="dynamic-weight", **QUICK)
+    assert [run.input_shape[0] for run in report.runs] == [1, 2]
+    assert len(set(report.model_file.split(", "))) == 2
