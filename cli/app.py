@@ -210,13 +210,15 @@ def profile(
     from rich.progress import Progress
 
     from odexport.console import ConsoleReporter
-    from odexport.errors import InputError
     from odexport.profiling import profile as run_profile
     from odexport.profiling.compare import compare as run_compare
+    from odexport.profiling.compare import parse_runtimes
     from odexport.profiling.measure import Budget
-    from odexport.profiling.plot import plot_comparison, plot_profile
+    from odexport.profiling.plot import check_plot_path, plot_comparison, plot_profile
 
     def action() -> None:
+        if plot_file:
+            check_plot_path(plot_file)  # before minutes of measuring, not after
         with Progress(console=stderr, transient=True) as bar:
             task = bar.add_task("profiling", total=None)
 
@@ -224,23 +226,22 @@ def profile(
                 bar.update(task, completed=index, total=total, description=description)
 
             if compare:
-                if source.is_dir() or source.suffix in (".onnx", ".xml"):
-                    raise InputError(f"{source}: --compare needs a checkpoint (it exports every lowering itself)",
-                                     hint="pass the checkpoint the artifact was converted from")
                 from odexport.verification.options import parse_batches
 
                 result = run_compare(
                     source, arch=arch, unsafe_pickle=unsafe_pickle,
-                    runtimes=_profile_runtimes(runtime), precisions=_split(precision) or ("fp32", "bf16"),
+                    runtimes=parse_runtimes(runtime), precisions=_split(precision) or ("fp32", "bf16"),
                     batch_sizes=parse_batches(batch) or (1,), imgsz=imgsz or "224", threads=threads or None,
                     budget=Budget(iterations=iterations, seconds=seconds), lowerings=_split([lowering]) if lowering else None,
                     progress=advance)
             else:
+                reporter = ConsoleReporter()
+                reporter.console = stderr  # stage lines print above the live progress bar, not through it
                 result = run_profile(
                     source, runtime=runtime, precisions=_split(precision) or ("fp32",), hint=hint, threads=threads,
                     streams=streams, batch_sizes=batch, imgsz=imgsz, iterations=iterations, seconds=seconds,
                     layers=layers, lowering=lowering or "decomposed", arch=arch, unsafe_pickle=unsafe_pickle,
-                    reporter=ConsoleReporter(), progress=advance)
+                    reporter=reporter, progress=advance)
         if compare:
             render.comparison(stdout, result)
         else:
@@ -257,17 +258,6 @@ def profile(
 def _split(values: list[str] | None) -> tuple[str, ...]:
     """["fp32,bf16", "fp32"] -> ("fp32", "bf16")."""
     return tuple(dict.fromkeys(part.strip() for value in values or () for part in value.split(",") if part.strip()))
-
-
-def _profile_runtimes(choice: str) -> tuple[str, ...]:
-    from odexport.errors import InputError
-    from odexport.profiling import RUNTIMES
-
-    if choice == "all":
-        return tuple(RUNTIMES)
-    if choice not in RUNTIMES:
-        raise InputError(f"unknown runtime {choice!r}", hint=f"choose one of: {', '.join(RUNTIMES)}, all")
-    return (choice,)
 
 
 @app.command()

@@ -77,13 +77,27 @@ def default_lowerings() -> list[str]:
     return [*list_lowerings(), AUTO]
 
 
+def parse_runtimes(choice: str) -> tuple[str, ...]:
+    """"all" -> every runtime; a runtime's name -> that one."""
+    if choice == "all":
+        return tuple(RUNTIMES)
+    if choice not in RUNTIMES:
+        raise InputError(f"unknown runtime {choice!r}", hint=f"choose one of: {', '.join(RUNTIMES)}, all")
+    return (choice,)
+
+
 def compare(checkpoint: str | Path, *, arch: str | None = None, unsafe_pickle: bool = False, **options) -> CompareReport:
     """compare_models for a checkpoint; the twin is the zoo's static twin of its architecture, with the
     same number of classes and seeded weights (speed does not depend on the values)."""
     from ..checkpoint import load_checkpoint
     from ..models import create_model, get_arch, randomize_
+    from .profile import ARTIFACT_SUFFIXES
 
-    loaded = load_checkpoint(Path(checkpoint), arch=arch, unsafe_pickle=unsafe_pickle)
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir() or checkpoint.suffix in ARTIFACT_SUFFIXES:
+        raise InputError(f"{checkpoint}: a comparison needs a checkpoint (it exports every lowering itself)",
+                         hint="pass the checkpoint the artifact was converted from")
+    loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
     twin_name = get_arch(loaded.arch).static_twin
     with torch.no_grad():
         twin = randomize_(create_model(twin_name, num_classes=loaded.num_classes), seed=0).eval()

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..inspection import onnx_scope
 
 ATTENTION = "odconv attention"
 CONVOLUTION = "odconv convolution"

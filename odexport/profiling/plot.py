@@ -19,10 +19,15 @@ def _figure(rows: int):
     return plt, plt.subplots(rows, 1, figsize=(10, 3.2 + 3.2 * rows), squeeze=False)
 
 
-def _save(plt, figure, path: Path) -> Path:
+def check_plot_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise OutputError(f"--plot {path}: the chart is written as PNG", hint="give the file a .png name")
+    return path
+
+
+def _save(plt, figure, path: Path) -> Path:
+    path = check_plot_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.tight_layout()

@@ -16,7 +16,7 @@ from ..verification.options import input_size_for, parse_batches
 from .machine import machine
 from .measure import Budget, measure_runtime
 from .result import ProfileReport, RunProfile
-from .runtimes import HINTS, PRECISIONS, ProfilingRuntime, RunOptions, choose_runtimes
+from .runtimes import HINTS, PRECISIONS, RunOptions, choose_runtimes
 
 DEFAULT_THREADS = 2  # comparable numbers across machines; 0 or None lets each runtime choose
 ARTIFACT_SUFFIXES = (".onnx", ".xml")

@@ -101,7 +101,7 @@ def test_cli_compare_on_a_checkpoint(official_checkpoint, tmp_path):
     (["{onnx}", "--runtime", "tensorrt"], "unknown runtime"),
     (["{onnx}", "--hint", "fast"], "unknown performance hint"),
     (["{onnx}", "--runtime", "onnxruntime", "--precision", "bf16"], "offers precision bf16"),
-    (["{onnx}", "--compare"], "--compare needs a checkpoint"),
+    (["{onnx}", "--compare"], "a comparison needs a checkpoint"),
     (["{onnx}", "--plot", "{tmp}/chart.jpg"], "written as PNG"),
 ])
 def test_cli_bad_input_exits_2(tiny_profiled, tmp_path, args, phrase):
