@@ -1,6 +1,7 @@
 """Profiling: latency, throughput, compile time, memory and per-layer times of exported models, and the
 side-by-side comparison of lowerings against PyTorch, the naive export and the static twin."""
 
+from .compare import CompareReport, CompareRow, compare, compare_models
 from .layers import ATTENTION, CATEGORIES, CONVOLUTION, OTHER, LayerBreakdown, LayerTime
 from .measure import Budget
 from .profile import DEFAULT_THREADS, profile
@@ -10,5 +11,6 @@ from .stats import LatencyStats
 
 __all__ = [
     "ATTENTION", "CATEGORIES", "CONVOLUTION", "DEFAULT_THREADS", "OTHER", "PRECISIONS", "RUNTIMES", "Budget",
-    "LatencyStats", "LayerBreakdown", "LayerTime", "ProfileReport", "RunProfile", "profile",
+    "CompareReport", "CompareRow", "LatencyStats", "LayerBreakdown", "LayerTime", "ProfileReport", "RunProfile",
+    "compare", "compare_models", "profile",
 ]

@@ -82,6 +82,8 @@ def profile(
             for chosen in choose_runtimes(runtime, unit.model_file):
                 offered = [p for p in options if p in chosen.precisions]
                 notes += [f"{chosen.name} does not offer {p}; skipped" for p in options if p not in chosen.precisions]
+                if hint == "throughput" and chosen.parallel is None:
+                    notes.append(f"{chosen.name} runs one request at a time: its images/s are batch / mean latency")
                 plan += [(unit, chosen, p, b) for p in offered for b in unit.batches]
         if not plan:
             raise InputError(f"no runtime chosen offers precision {', '.join(options)}",
