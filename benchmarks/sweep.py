@@ -22,7 +22,7 @@ from rich.progress import Progress
 
 from odexport.models import create_model, get_arch, randomize_
 from odexport.profiling import Budget
-from odexport.profiling.compare import EAGER, NAIVE, STATIC, CompareReport, compare_models, default_lowerings
+from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models, default_lowerings
 from odexport.profiling.machine import machine
 from odexport.profiling.plot import plot_ratios
 

@@ -211,8 +211,8 @@ def profile(
 
     from odexport.console import ConsoleReporter
     from odexport.profiling import profile as run_profile
-    from odexport.profiling.compare import compare as run_compare
-    from odexport.profiling.compare import parse_runtimes
+    from odexport.profiling.comparison import compare as run_compare
+    from odexport.profiling.comparison import parse_runtimes
     from odexport.profiling.measure import Budget
     from odexport.profiling.plot import check_plot_path, plot_comparison, plot_profile
 

@@ -1,7 +1,7 @@
 """Profiling: latency, throughput, compile time, memory and per-layer times of exported models, and the
 side-by-side comparison of lowerings against PyTorch, the naive export and the static twin."""
 
-from .compare import CompareReport, CompareRow, compare, compare_models
+from .comparison import CompareReport, CompareRow, compare, compare_models
 from .layers import ATTENTION, CATEGORIES, CONVOLUTION, OTHER, LayerBreakdown, LayerTime
 from .measure import Budget
 from .profile import DEFAULT_THREADS, profile

@@ -13,7 +13,7 @@ from conftest import QUICK, SIZE
 from odexport.cli.app import app
 from odexport.lowering import list_lowerings
 from odexport.profiling import Budget
-from odexport.profiling.compare import EAGER, NAIVE, STATIC, CompareReport, compare_models
+from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models
 from odexport.profiling.plot import plot_comparison
 
 runner = CliRunner()
