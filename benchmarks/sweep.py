@@ -59,6 +59,9 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
              f"(1/5/15 min; the machine is shared, so ratios within a run are what to compare); "
              + ", ".join(f"{k} {v}" for k, v in context["versions"].items() if v) + ".",
              "",
+             "## Summary", "",
+             "__SUMMARY__",
+             "## Every variant", "",
              "Median latency in ms per image (batch 8: the batch's median / 8) and, in parentheses, the ratio to "
              "the static twin at the same runtime, precision and batch in the same run (variants timed in "
              "interleaved rounds). Target: issue 7's bound for the best of our lowerings, by median; *gap* is how "
@@ -103,7 +106,45 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
         for note in report.notes:
             lines.append(f"\n- note: {note}")
         lines.append("")
+    return "\n".join(lines).replace("__SUMMARY__", summary(reports, context)) + "\n"
+
+
+def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str:
+    """One table over every model: per runtime, precision and batch, the best of our lowerings by median
+    ratio to the static twin, the naive export's ratio, the target and the gap."""
+    lines = [f"Machine: {context['cpu']}, {context['logical_cores']} logical cores, {context['threads']} threads, "
+             f"{context['imgsz']}x{context['imgsz']}; load average {context['load_start'][0]} at the start, "
+             f"{context['load_end'][0]} at the end; "
+             + ", ".join(f"{k} {v}" for k, v in context["versions"].items() if k in ("openvino", "onnxruntime", "torch")),
+             "",
+             "| model | runtime | batch | twin ms/image | best lowering | ratio | naive export | target | gap |",
+             "|---|---|---:|---:|---|---:|---:|---:|---|"]
+    for arch, kernel_num, report in reports:
+        targets = TARGETS.get((arch, kernel_num), {})
+        for key in dict.fromkeys(row.run.key for row in report.rows if row.run.runtime != "pytorch"):
+            ours = [row for row in report.rows if row.run.key == key and row.ratio is not None
+                    and row.variant not in (STATIC, NAIVE, EAGER)]
+            twin, naive = report.row(STATIC, key), report.row(NAIVE, key)
+            if not ours or twin is None:
+                continue
+            best = min(ours, key=lambda row: row.ratio)
+            bound = targets.get(configuration(key))
+            gap = "" if bound is None else ("met" if best.ratio <= bound else f"{best.ratio / bound:.2f}x over")
+            lines.append(f"| {arch} {kernel_num}x | {configuration(key)} | {best.run.batch} | "
+                         f"{twin.run.ms_per_image:.2f} | {best.variant} | {best.ratio:.2f}x | "
+                         f"{'' if naive is None or naive.ratio is None else f'{naive.ratio:.2f}x'} | "
+                         f"{'' if bound is None else f'≤ {bound}x'} | {gap} |")
     return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace what stands between the sweep markers of the README with ``table``."""
+    text = readme.read_text()
+    start, end = "<!-- sweep:start -->\n", "<!-- sweep:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: no sweep markers ({start.strip()} ... {end})")
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + table + rest[rest.index(end):])
 
 
 def ratio_groups(reports: list[tuple[str, int, CompareReport]]) -> tuple[dict, dict]:
@@ -136,6 +177,8 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive torch.onnx.export")
     parser.add_argument("--no-eager", action="store_true", help="skip PyTorch eager")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for sweep.json/.md/.png")
+    parser.add_argument("--readme", type=Path, help="also put the summary table into this README (between its "
+                                                    "<!-- sweep:start --> and <!-- sweep:end --> markers)")
     parser.add_argument("--render", type=Path, metavar="SWEEP_JSON",
                         help="measure nothing: write sweep.md and sweep.png again from this sweep.json")
     args = parser.parse_args()
@@ -145,6 +188,8 @@ def main() -> None:
         reports = [(result.pop("arch"), result.pop("kernel_num"), CompareReport.from_dict(result))
                    for result in data["results"]]
         write(reports, data["context"], args.output, load_end=data["context"].get("load_end"))
+        if args.readme:
+            update_readme(args.readme, summary(reports, data["context"] | {"load_end": data["context"]["load_end"]}))
         print((args.output / "sweep.md").read_text())
         return
 
@@ -171,6 +216,8 @@ def main() -> None:
                 reports.append((arch, kernel_num, report))
                 bar.update(models, advance=1)
                 write(reports, context, args.output)  # after every model: an interrupted sweep keeps its results
+    if args.readme:
+        update_readme(args.readme, summary(reports, context | {"load_end": machine()["load_average"]}))
     print((args.output / "sweep.md").read_text())
 
 
