@@ -57,14 +57,18 @@ def _onnxruntime_nodes(model_file: Path, options: RunOptions, shape: tuple[int, 
     import onnx
 
     runner = OnnxRuntimeRunner(model_file, threads=options.threads, profile_prefix=str(workdir / "onnxruntime"))
-    for _ in range(runs):
+    for _ in range(runs + 1):
         runner.infer(feed)
     events = json.loads(runner.end_profiling().read_text())
+    # The first run allocates and plans; count the nodes of the runs after it (ts, dur in microseconds).
+    first = min((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                key=lambda e: e["ts"], default=None)
+    after = first["ts"] + first["dur"] if first else 0
     total: dict[str, float] = defaultdict(float)
     ops: dict[str, str] = {}
     for event in events:
         name = event.get("name", "")
-        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time") or event.get("ts", 0) < after:
             continue
         node = name[:-len("_kernel_time")].removeprefix("fused ")  # ORT prefixes nodes it fused
         total[node] += event.get("dur", 0) / 1e3
