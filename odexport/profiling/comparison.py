@@ -158,7 +158,7 @@ def compare_models(
                     if runtime == "pytorch":
                         sessions.append(TorchSession(variant, twin if variant == STATIC else model, threads, shape))
                         continue
-                    model_file = exporters[variant](batch)
+                    model_file = exporters[variant](batch, runtime, precision)
                     if model_file is not None:
                         sessions.append(runtime_session(variant, RUNTIMES[runtime], model_file,
                                                         RunOptions(precision, "latency", threads), shape))
@@ -178,41 +178,49 @@ def compare_models(
 
 
 def _exporters(model: nn.Module, twin: nn.Module, lowerings: list[str], naive: bool, size: tuple[int, int],
-               work: Path, reporter: Reporter, notes: list[str]) -> dict[str, Callable[[int], Path | None]]:
-    """{variant: batch -> its ONNX file (None when it cannot be written)}, each written once per batch it
-    needs: once for a dynamic batch, once per batch size otherwise."""
+               work: Path, reporter: Reporter, notes: list[str]) -> dict[str, Callable[[int, str, str], Path | None]]:
+    """{variant: (batch, runtime, precision) -> its model file (None when it cannot be written)}, each
+    written once per batch it needs (once for a dynamic batch), and `auto` once per runtime and precision
+    too: it times its candidates on the runtime that will run it."""
     from ..conversion import convert_model
     from ..lowering import get_lowering
     from ..lowering.auto import AUTO
 
-    cache: dict[tuple[str, int | None], Path | None] = {}
+    cache: dict[tuple[str, int | None, str], Path | None] = {}
 
-    def cached(variant: str, batch: int | None, write: Callable[[Path], Path]) -> Path | None:
-        if (variant, batch) not in cache:
+    def cached(variant: str, batch: int | None, write: Callable[[Path], Path], where: str = "") -> Path | None:
+        if (variant, batch, where) not in cache:
+            label = f"{variant} at batch {batch or 'dynamic'}" + (f" for {where}" if where else "")
             try:
-                with reporter.stage("Export", f"{variant} at batch {batch or 'dynamic'}"):
-                    cache[(variant, batch)] = write(work / f"{variant.replace(' ', '-')}-b{batch or 'dynamic'}")
+                with reporter.stage("Export", label):
+                    out = work / f"{variant.replace(' ', '-')}-b{batch or 'dynamic'}{where.replace(' ', '-')}"
+                    cache[(variant, batch, where)] = write(out)
             except Exception as error:
                 message = error.message if isinstance(error, OdexportError) else f"{type(error).__name__}: {error}"
-                notes.append(f"{variant} at batch {batch or 'dynamic'} could not be exported: {message.strip()[:200]}")
-                cache[(variant, batch)] = None
-        return cache[(variant, batch)]
+                notes.append(f"{label} could not be exported: {message.strip()[:200]}")
+                cache[(variant, batch, where)] = None
+        return cache[(variant, batch, where)]
 
-    def ours(source: nn.Module, lowering: str, variant: str) -> Callable[[int], Path | None]:
+    def ours(source: nn.Module, lowering: str, variant: str) -> Callable[[int, str, str], Path | None]:
         dynamic = lowering != AUTO and get_lowering(lowering).dynamic_batch
 
-        def export(batch: int) -> Path | None:
+        def export(batch: int, runtime: str, precision: str) -> Path | None:
             fixed = None if dynamic else batch
+            # One fp32 ONNX file serves every runtime and precision (the session sets the precision), except
+            # for auto, whose per-layer choice depends on both.
+            target, written, where = "onnx", "fp32", ""
+            if lowering == AUTO:
+                target, written, where = RUNTIMES[runtime].target, precision, f"{runtime} {precision}"
             return cached(variant, fixed, lambda out: convert_model(
-                source, target="onnx", output=out, imgsz=size, batch=fixed or "dynamic", lowering=lowering,
-                verify=False).model_file)
+                source, target=target, output=out, imgsz=size, batch=fixed or "dynamic", lowering=lowering,
+                precision=written, verify=False).model_file, where)
 
         return export
 
     exporters = {STATIC: ours(twin, "decomposed", STATIC)}
     exporters |= {lowering: ours(model, lowering, lowering) for lowering in lowerings}
     if naive:
-        exporters[NAIVE] = lambda batch: cached(NAIVE, batch, lambda out: naive_export(model, out, batch, size))
+        exporters[NAIVE] = lambda batch, *_: cached(NAIVE, batch, lambda out: naive_export(model, out, batch, size))
     return exporters
 
 

@@ -44,6 +44,7 @@ class ProfilingRuntime:
     parallel: Callable[[Runner, dict[str, np.ndarray], float], tuple[float, int]] | None
     node_times: Callable[[Path, RunOptions, tuple[int, ...], dict[str, np.ndarray], int, Path],
                          tuple[list[NodeTime], dict[str, str | None]]]
+    target: str = "onnx"  # the convert target whose artifacts this runtime runs (auto times on it)
 
 
 # --- ONNX Runtime ---------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def _openvino_nodes(model_file: Path, options: RunOptions, shape: tuple[int, ...
 
 ONNXRUNTIME = ProfilingRuntime("onnxruntime", (".onnx",), {"fp32": "fp32"}, _onnxruntime, None, _onnxruntime_nodes)
 OPENVINO = ProfilingRuntime("openvino", (".xml", ".onnx"), {"fp32": "f32", "bf16": "bf16"}, _openvino,
-                            _openvino_parallel, _openvino_nodes)
+                            _openvino_parallel, _openvino_nodes, target="openvino")
 RUNTIMES: dict[str, ProfilingRuntime] = {runtime.name: runtime for runtime in (ONNXRUNTIME, OPENVINO)}
 PRECISIONS = tuple(dict.fromkeys(p for runtime in RUNTIMES.values() for p in runtime.precisions))
 
