@@ -46,6 +46,7 @@ def _convert_odconv2d(node) -> list:
 
     x, weight, fc_weight, fc_bias, head_weight, head_bias = (node.get_input(i) for i in range(6))
     bias = node.get_input(6) if node.get_input_size() > 6 else None
+    kernel_bias = node.get_input(7) if node.get_input_size() > 7 else None
     n, out_channels, c_in_g, k, _ = (dim.get_length() for dim in weight.get_partial_shape())
     groups = node.get_attribute("group")
     strides, pads, dilations = (node.get_attribute(name) for name in ("strides", "pads", "dilations"))
@@ -64,7 +65,7 @@ def _convert_odconv2d(node) -> list:
     blocks = iter(ops.variadic_split(logits, 1, np.array([s for s in sizes if s], dtype=np.int64)).outputs())
     channel_logits, filter_logits, spatial_logits, kernel_logits = (next(blocks) if s else None for s in sizes)
 
-    scaled = ops.multiply(x, unsqueeze(ops.sigmoid(channel_logits), [2, 3]))  # [B, C, H, W]
+    scaled = x if channel_logits is None else ops.multiply(x, unsqueeze(ops.sigmoid(channel_logits), [2, 3]))
     batch = dims(x, 0, 1)
     if k == 1 and list(strides) == [1, 1] and not any(pads):
         columns = scaled  # a 1x1 window at stride 1 is the input itself: no im2col (most pointwise layers)
@@ -78,10 +79,11 @@ def _convert_odconv2d(node) -> list:
     columns = ops.reshape(columns, group_shape, special_zero=False)  # [B, g, C/g*k*k, Ho*Wo]
 
     flat_weight = ops.reshape(weight, np.array([n, -1], dtype=np.int64), special_zero=False)
-    if kernel_logits is None:
+    kernel = None if kernel_logits is None else ops.softmax(kernel_logits, 1)  # [B, n]
+    if kernel is None:
         kernels = flat_weight  # [1, O*C/g*k*k], broadcast over the batch by the MatMul below
     else:
-        kernels = ops.matmul(ops.softmax(kernel_logits, 1), flat_weight, False, False)  # [B, O*C/g*k*k]
+        kernels = ops.matmul(kernel, flat_weight, False, False)  # [B, O*C/g*k*k]
     if spatial_logits is not None:
         kernels = ops.reshape(kernels, np.array([0, -1, taps], dtype=np.int64), special_zero=True)
         kernels = ops.multiply(kernels, unsqueeze(ops.sigmoid(spatial_logits), [1]))  # [B, O*C/g, k*k]
@@ -90,6 +92,9 @@ def _convert_odconv2d(node) -> list:
 
     y = ops.matmul(kernels, columns, False, False)  # [B, g, O/g, Ho*Wo]
     y = ops.reshape(y, ops.concat([batch, np.array([out_channels], dtype=np.int64), out_size], 0), False)
+    if kernel_bias is not None:  # [n, O]; without a kernel attention n is 1
+        per_sample = kernel_bias if kernel is None else ops.matmul(kernel, kernel_bias, False, False)
+        y = ops.add(y, unsqueeze(per_sample, [2, 3]))
     if filter_logits is not None:
         y = ops.multiply(y, unsqueeze(ops.sigmoid(filter_logits), [2, 3]))
     if bias is not None:

@@ -22,7 +22,8 @@ DOMAIN = "ai.odexport"
 OP_TYPE = "ODConv2d"
 DOMAIN_VERSION = 1
 FUNCTION_OPSET = 17
-INPUTS = ("x", "weight", "fc_weight", "fc_bias", "head_weight", "head_bias", "bias")  # bias is optional
+# bias and kernel_bias are optional; a node with a kernel_bias always has a bias (zeros when the layer has none).
+INPUTS = ("x", "weight", "fc_weight", "fc_bias", "head_weight", "head_bias", "bias", "kernel_bias")
 OUTPUTS = ("y",)
 _INTS, _INT = AttributeProto.INTS, AttributeProto.INT
 ATTRIBUTES = {"strides": _INTS, "pads": _INTS, "dilations": _INTS, "group": _INT, "kernel_num": _INT,
@@ -36,31 +37,43 @@ def node_attributes(spec: ODConvSpec) -> dict[str, int | list[int]]:
         # the identity only for a single kernel; a plain sum of n kernels has no encoding.
         raise ExportError(f"custom-op cannot write {spec.kernel_num} kernels without a kernel attention",
                           hint="use --lowering decomposed for this model")
+    if spec.kernel_activation != "softmax":
+        # The node's kernel attention is a softmax (docs/custom-op.md); CondConv's sigmoid routing
+        # would need a new attribute and domain version.
+        raise ExportError(f"custom-op cannot write a {spec.kernel_activation} kernel attention (CondConv routing)",
+                          hint="use --lowering decomposed or dynamic-weight for this model")
     pad_h, pad_w = spec.padding
     return {"strides": list(spec.stride), "pads": [pad_h, pad_w, pad_h, pad_w],
             "dilations": list(spec.dilation), "group": spec.groups, "kernel_num": spec.kernel_num,
             "head_sizes": list(spec.head_sizes)}
 
 
-def folded_weight_and_bias(spec: ODConvSpec) -> tuple[Tensor, Tensor | None]:
-    """weight: [n, C_out, C_in/g, k, k] with the post-layer scale folded in (every attention scales
-    whole output channels or whole kernels, so the scale commutes); bias: [C_out] or None."""
-    if spec.out_scale is None:
-        return spec.weight, spec.out_bias
-    return spec.weight * spec.out_scale.reshape(1, -1, 1, 1, 1), spec.out_bias
+def folded_weight_and_bias(spec: ODConvSpec) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """weight: [n, C_out, C_in/g, k, k] and kernel_bias [n, C_out] with the post-layer scale folded in
+    (every attention scales whole output channels or whole kernels, so the scale commutes); bias:
+    [C_out], zeros when the layer has a kernel bias but no bias (the node's inputs are positional), or None.
+    """
+    weight, kernel_bias, bias = spec.weight, spec.kernel_bias, spec.out_bias
+    if spec.out_scale is not None:
+        weight = weight * spec.out_scale.reshape(1, -1, 1, 1, 1)
+        kernel_bias = None if kernel_bias is None else kernel_bias * spec.out_scale
+    if kernel_bias is not None and bias is None:
+        bias = torch.zeros(spec.out_channels)
+    return weight, bias, kernel_bias
 
 
 class _ODConv2dOp(torch.autograd.Function):
     """Eager: the reference formula. Traced by the TorchScript exporter: one ODConv2d node."""
 
     @staticmethod
-    def forward(ctx, x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, spec):
+    def forward(ctx, x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias, spec):
         # The tensors are inputs only so that the exported node references them as initializers.
         return reference_forward(spec, x)
 
     @staticmethod
-    def symbolic(g, x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, spec):
-        inputs = [x, weight, fc_weight, fc_bias, head_weight, head_bias] + ([] if bias is None else [bias])
+    def symbolic(g, x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias, spec):
+        optional = [tensor for tensor in (bias, kernel_bias) if tensor is not None]
+        inputs = [x, weight, fc_weight, fc_bias, head_weight, head_bias] + optional
         attributes = {f"{name}_i": value for name, value in node_attributes(spec).items()}
         y = g.op(f"{DOMAIN}::{OP_TYPE}", *inputs, **attributes)
         # Custom ops have no shape function in the exporter: give the output its rank and channels so
@@ -75,16 +88,17 @@ class CustomOpODConv(nn.Module):
         node_attributes(spec)  # fails here, before tracing, on a layer the node cannot encode
         self.spec = spec
         attention = AttentionBranch(spec)
-        weight, bias = folded_weight_and_bias(spec)
+        weight, bias, kernel_bias = folded_weight_and_bias(spec)
         self.register_buffer("weight", weight.clone())
         for name in ("fc_weight", "fc_bias", "head_weight", "head_bias"):
             self.register_buffer(name, getattr(attention, name))
         self.register_buffer("bias", None if bias is None else bias.clone())
+        self.register_buffer("kernel_bias", None if kernel_bias is None else kernel_bias.clone())
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]"""
         return _ODConv2dOp.apply(x, self.weight, self.fc_weight, self.fc_bias, self.head_weight, self.head_bias,
-                                 self.bias, self.spec)
+                                 self.bias, self.kernel_bias, self.spec)
 
 
 class _Body:
@@ -119,7 +133,7 @@ def odconv2d_function() -> onnx.FunctionProto:
     x: [B, C, H, W], weight: [n, O, C/g, k, k] -> y: [B, O, H_out, W_out]
     """
     op = _Body()
-    x, weight, fc_weight, fc_bias, head_weight, head_bias, bias = INPUTS
+    x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias = INPUTS
     batch = op("Shape", x, start=0, end=1)
     n, out_channels, c_in_g, k = (op("Shape", weight, start=i, end=i + 1) for i in range(4))
     taps = op("Mul", k, k)  # k*k
@@ -141,7 +155,7 @@ def odconv2d_function() -> onnx.FunctionProto:
         return op("Pad", block, pads, value) if value else op("Pad", block, pads)
 
     one = op.scalar(1.0)
-    channel = op("Sigmoid", channel_logits)  # [B, C]
+    channel = pad_to(op("Sigmoid", channel_logits), op("Shape", x, start=1, end=2), one)  # [B, C]
     filter_ = pad_to(op("Sigmoid", filter_logits), out_channels, one)  # [B, O]
     spatial = pad_to(op("Sigmoid", spatial_logits), taps, one)  # [B, k*k]
     kernel = op("Softmax", pad_to(kernel_logits, n, None), axis=1)  # [B, n]
@@ -165,6 +179,10 @@ def odconv2d_function() -> onnx.FunctionProto:
 
     y = op("MatMul", kernels, columns)  # [B, g, O/g, Ho*Wo]
     y = op("Reshape", y, op.shape(batch, out_channels, out_size))  # [B, O, Ho, Wo]
+    # The per-kernel bias, by the Gemm trick below: the kernel_bias when given, zeros[n, O] otherwise.
+    kernel_bias = op("Gemm", op("ConstantOfShape", op.shape(n, 1)), op("ConstantOfShape", op.shape(1, out_channels)),
+                     kernel_bias)  # [n, O]
+    y = op("Add", y, op("Unsqueeze", op("MatMul", kernel, kernel_bias), op.ints(2, 3)))
     y = op("Mul", y, op("Unsqueeze", filter_, op.ints(2, 3)))
     # The bias input is optional and a function body cannot branch on a missing input, but Gemm's C
     # can be missing: 0 x 0 + C is the bias when given and zeros otherwise.

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..odconv import AttentionBranch, ODConvSpec, apply_output_affine
+from ..odconv import AttentionBranch, ODConvSpec, apply_output_affine, scale_channels
 from .registry import register_lowering
 
 
@@ -33,6 +33,14 @@ class DecomposedODConv(nn.Module):
         else:
             stacked = stacked.reshape(g * n * c_out // g, c_in_g, k, k)
         self.register_buffer("stacked_weight", stacked.contiguous())
+        # A per-kernel bias rides on the stacked convolution: the kernel attention then sums
+        # sum_n a_n * (conv_n + b_n), which is the aggregated kernel plus the aggregated bias.
+        stacked_bias = None
+        if spec.kernel_bias is not None:
+            stacked_bias = spec.kernel_bias.reshape(n, g, c_out // g).transpose(0, 1).reshape(-1)
+            if n > 1 and spec.head_sizes[3] == 0:
+                raise ValueError("a per-kernel bias over several kernels needs a kernel attention")
+        self.register_buffer("stacked_bias", None if stacked_bias is None else stacked_bias.contiguous())
 
     def _taps(self, x: Tensor) -> Tensor:
         """x: [B, C, H, W] -> [B, k*k, C, H_out, W_out], the input seen by each kernel tap."""
@@ -55,7 +63,7 @@ class DecomposedODConv(nn.Module):
         batch = x.shape[0]
         g, n, c_out = spec.groups, spec.kernel_num, spec.out_channels
         att = self.attention(x)
-        x = x * att.channel.reshape(batch, -1, 1, 1)
+        x = scale_channels(x, att)
         if self.uses_im2col:
             taps = self._taps(x) * att.spatial.reshape(batch, -1, 1, 1, 1)
             # Sizes read from the traced tensor stay symbolic in the export (dynamic H and W).
@@ -63,9 +71,9 @@ class DecomposedODConv(nn.Module):
             if g > 1:
                 taps = taps.reshape(batch, -1, g, spec.in_channels // g, height, width).transpose(1, 2)
             columns = taps.reshape(batch, -1, height, width)
-            y = F.conv2d(columns, self.stacked_weight, None, 1, 0, 1, g)
+            y = F.conv2d(columns, self.stacked_weight, self.stacked_bias, 1, 0, 1, g)
         else:
-            y = F.conv2d(x, self.stacked_weight, None, spec.stride, spec.padding, spec.dilation, g)
+            y = F.conv2d(x, self.stacked_weight, self.stacked_bias, spec.stride, spec.padding, spec.dilation, g)
         if att.kernel is not None:
             height, width = y.shape[2], y.shape[3]
             per_kernel = y.reshape(batch, g, n, -1).transpose(1, 2) if g > 1 else y

@@ -11,7 +11,15 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..odconv import AttentionBranch, ODConvSpec, aggregate_weights, apply_output_affine
+from ..odconv import (
+    AttentionBranch,
+    ODConvSpec,
+    add_kernel_bias,
+    aggregate_kernel_bias,
+    aggregate_weights,
+    apply_output_affine,
+    scale_channels,
+)
 from .registry import register_lowering
 
 
@@ -33,7 +41,7 @@ class DynamicWeightODConv(nn.Module):
         att = self.attention(x)
         folded = self.fold_activation_attentions
         if not folded:
-            x = x * att.channel.reshape(batch, -1, 1, 1)
+            x = scale_channels(x, att)
         k = spec.kernel_size
         # [B * C_out, C_in/g, k, k] with every size a constant (the batch is fixed in this form): behind a
         # layer whose sizes the tracer keeps symbolic (a decomposed one under `auto`) the exporter could
@@ -47,7 +55,15 @@ class DynamicWeightODConv(nn.Module):
             stacked = x.reshape(1, -1, height, width)
             y = F.conv2d(stacked, kernels, None, spec.stride, spec.padding, spec.dilation, spec.groups * batch)
             y = y.reshape(batch, spec.out_channels, y.shape[2], y.shape[3])
-        if att.filter is not None and not folded:
+        if folded:
+            # The filter attention is in the kernel already; the kernel bias, added before it, needs it too.
+            bias = aggregate_kernel_bias(spec, att, batch)
+            if bias is not None:
+                scale = att.filter if att.filter is not None else 1.0
+                y = y + (bias * scale).reshape(batch, -1, 1, 1)
+            return apply_output_affine(spec, y)
+        y = add_kernel_bias(spec, y, att)
+        if att.filter is not None:
             y = y * att.filter.reshape(batch, -1, 1, 1)
         return apply_output_affine(spec, y)
 

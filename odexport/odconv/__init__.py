@@ -1,6 +1,15 @@
 """The ODConv math, in one place: a folded description of a layer and the formula over it."""
 
-from .formula import AttentionBranch, Attentions, aggregate_weights, apply_output_affine, reference_forward
+from .formula import (
+    AttentionBranch,
+    Attentions,
+    add_kernel_bias,
+    aggregate_kernel_bias,
+    aggregate_weights,
+    apply_output_affine,
+    reference_forward,
+    scale_channels,
+)
 from .folding import (
     drop_identity_attentions,
     fold_batchnorm,
@@ -15,6 +24,8 @@ __all__ = [
     "AttentionBranch",
     "Attentions",
     "ODConvSpec",
+    "add_kernel_bias",
+    "aggregate_kernel_bias",
     "aggregate_weights",
     "apply_output_affine",
     "describe_official",
@@ -24,4 +35,5 @@ __all__ = [
     "fold_temperature",
     "merge_heads",
     "reference_forward",
+    "scale_channels",
 ]

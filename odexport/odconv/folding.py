@@ -60,8 +60,8 @@ def merge_heads(heads: Sequence[nn.Conv2d | None]) -> tuple[Tensor, Tensor, tupl
 def fold_following_batchnorm(spec: ODConvSpec, bn: nn.BatchNorm2d) -> ODConvSpec:
     """An eval BatchNorm on the layer's output: its scale goes into every kernel, its shift becomes a bias.
 
-    BN(filter * conv(x, W)) = filter * conv(x, s * W) + t, since s and the filter attention are both
-    per output channel.
+    BN(filter * (conv(x, W) + b)) = filter * (conv(x, s * W) + s * b) + t, since s and the filter
+    attention are both per output channel.
     """
     if spec.out_scale is not None:
         raise ValueError("the layer already has an output affine map; fold it first")
@@ -71,5 +71,6 @@ def fold_following_batchnorm(spec: ODConvSpec, bn: nn.BatchNorm2d) -> ODConvSpec
     return dataclasses.replace(
         spec,
         weight=spec.weight * scale.reshape(1, -1, 1, 1, 1),
+        kernel_bias=None if spec.kernel_bias is None else spec.kernel_bias * scale,
         out_bias=previous_bias * scale + shift,
     )

@@ -4,7 +4,8 @@ Folding happens once, here, when a layer is described:
 - the attention BatchNorm is folded into the attention fc (which gains a bias);
 - the temperature is folded into the heads (logits are divided by it before sigmoid/softmax);
 - the four head 1x1 convolutions are merged into one matrix, rows ordered channel, filter, spatial,
-  kernel; a head whose attention is identically 1 (depthwise filter, 1x1 spatial, a single kernel) is
+  kernel; a head whose attention is identically 1 (depthwise filter, 1x1 spatial, a single kernel, or
+  every head but the kernel one in a kernel-attention-only variant such as CondConv or DyConv) is
   absent and has size 0.
 """
 
@@ -23,6 +24,9 @@ def as_pair(value) -> tuple[int, int]:
     return int(value), int(value)
 
 
+KERNEL_ACTIVATIONS = ("softmax", "sigmoid")
+
+
 @dataclass(frozen=True, eq=False)
 class ODConvSpec:
     """Folded parameters of one ODConv layer (eval semantics).
@@ -34,8 +38,14 @@ class ODConvSpec:
     head_bias:   [C_in + F + S + N]
     out_scale, out_bias: [C_out] or None           an affine map applied after the layer; a folded
                                                    following BatchNorm leaves only out_bias
-    head_sizes:  (C_in, F, S, N)                   rows of each head in the merged head, where
-                 F = C_out or 0, S = k*k or 0, N = n or 0 (0 when that attention is identically 1)
+    head_sizes:  (C, F, S, N)                      rows of each head in the merged head, where
+                 C = C_in or 0, F = C_out or 0, S = k*k or 0, N = n or 0 (0 when that attention is
+                 identically 1)
+    kernel_bias: [n, C_out] or None                a bias per kernel, aggregated by the kernel attention
+                                                   like the weight and added inside the convolution
+                                                   (before the filter attention)
+    kernel_activation: "softmax" | "sigmoid"       how kernel logits become kernel weights (ODConv and
+                                                   DyConv: softmax over kernels; CondConv: a sigmoid each)
     """
 
     in_channels: int
@@ -54,6 +64,8 @@ class ODConvSpec:
     head_sizes: tuple[int, int, int, int]
     out_scale: Tensor | None = None
     out_bias: Tensor | None = None
+    kernel_bias: Tensor | None = None
+    kernel_activation: str = "softmax"
 
     def __post_init__(self) -> None:
         n, c_out, c_in_g, k, k2 = self.weight.shape
@@ -61,6 +73,8 @@ class ODConvSpec:
             self.kernel_num, self.out_channels, self.in_channels, self.kernel_size, self.kernel_size,
         ), f"weight shape {tuple(self.weight.shape)} does not match the layer's hyper-parameters"
         assert self.head_weight.shape[0] == sum(self.head_sizes), "head rows do not match head sizes"
+        assert self.kernel_bias is None or tuple(self.kernel_bias.shape) == (n, c_out), "kernel_bias is not [n, C_out]"
+        assert self.kernel_activation in KERNEL_ACTIVATIONS, f"kernel_activation {self.kernel_activation!r}"
 
     @property
     def attention_width(self) -> int:
