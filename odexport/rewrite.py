@@ -10,7 +10,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from .adapters import find_adapter
+from .adapters import AdapterOptions, UnrecognisedLayer, dynamic_conv_reason, find_adapter
+from .errors import InputError
 from .lowering import Lowering, get_lowering
 from .odconv import ODConvSpec, fold_following_batchnorm
 
@@ -18,27 +19,95 @@ from .odconv import ODConvSpec, fold_following_batchnorm
 @dataclass(frozen=True)
 class ODConvLayer:
     """One recognised ODConv layer: where it sits, which adapter read it, its description, and the path
-    of a following BatchNorm folded into it (None when there was none)."""
+    of a following BatchNorm folded into it (None when there was none).
+
+    epilogue: what the variant applies after the convolution beyond the spec (an activation), or None;
+    temperature: the value of a temperature kept outside the state dict, or None;
+    attention_batchnorm: the eval behaviour exported for an attention BatchNorm the variant skips at
+    batch 1 ("apply" or "skip"), None when the layer has no such BatchNorm.
+    """
 
     path: str
     adapter: str
     spec: ODConvSpec
     folded_batchnorm: str | None = None
     lowering: str | None = None
+    epilogue: nn.Module | None = None
+    temperature: float | None = None
+    attention_batchnorm: str | None = None
 
 
-def find_odconv_layers(model: nn.Module) -> list[ODConvLayer]:
-    """Every ODConv layer of ``model``, outermost first; the inside of a recognised layer is not searched."""
+def _is_inside(path: str, prefixes: list[str]) -> bool:
+    return any(prefix == "" or path.startswith(prefix + ".") for prefix in prefixes)
+
+
+def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) -> list[ODConvLayer]:
+    """Every ODConv layer of ``model``, outermost first; the inside of a recognised layer is not searched.
+
+    Raises InputError when a layer's variant skips its attention BatchNorm at batch 1 and
+    ``options.attention_batchnorm`` does not say which eval behaviour to export.
+    """
+    options = options or AdapterOptions()
     layers: list[ODConvLayer] = []
     claimed: list[str] = []
+    undecided: list[str] = []
     for path, module in model.named_modules():
-        if any(path.startswith(prefix + ".") for prefix in claimed):
+        if _is_inside(path, claimed):
             continue
         adapter = find_adapter(module)
-        if adapter is not None:
-            layers.append(ODConvLayer(path, adapter.name, adapter.describe(module)))
-            claimed.append(path)
+        if adapter is None:
+            continue
+        claimed.append(path)
+        batchnorm = adapter.batch_dependent_batchnorm(module) if adapter.batch_dependent_batchnorm else None
+        if batchnorm is not None and options.attention_batchnorm is None:
+            undecided.append(path or "(the model)")
+            continue
+        slot = adapter.temperature(module) if adapter.temperature else None
+        layers.append(ODConvLayer(
+            path, adapter.name, adapter.describe(module, options),
+            epilogue=adapter.epilogue(module) if adapter.epilogue else None,
+            temperature=None if slot is None else slot.value,
+            attention_batchnorm=None if batchnorm is None else options.attention_batchnorm,
+        ))
+    if undecided:
+        raise InputError(
+            f"{len(undecided)} layer(s) ({', '.join(undecided[:3])}{', ...' if len(undecided) > 3 else ''}) skip "
+            "their attention BatchNorm at batch 1 and apply it at larger batches, so the exported graph must "
+            "follow one of the two eval behaviours",
+            hint="choose one: attention_batchnorm='apply' / --attention-batchnorm apply (running statistics, "
+                 "what batch > 1 computes) or 'skip' (what batch 1 computes)")
     return layers
+
+
+def find_unrecognised_layers(model: nn.Module) -> list[UnrecognisedLayer]:
+    """Modules outside recognised layers that look like a dynamic convolution (adapters.unrecognised)."""
+    claimed: list[str] = []
+    found: list[UnrecognisedLayer] = []
+    for path, module in model.named_modules():
+        if _is_inside(path, claimed):
+            continue
+        if find_adapter(module) is not None:
+            claimed.append(path)
+            continue
+        reason = dynamic_conv_reason(module)
+        if reason is not None:
+            found.append(UnrecognisedLayer(path or "(the model)", f"{type(module).__module__}.{type(module).__qualname__}",
+                                           reason))
+            claimed.append(path)  # its parts are not reported again
+    return found
+
+
+def check_recognised(model: nn.Module) -> None:
+    """InputError when a module looks like a dynamic convolution that no adapter recognises."""
+    found = find_unrecognised_layers(model)
+    if found:
+        first = found[0]
+        raise InputError(
+            f"{len(found)} module(s) look like a dynamic convolution that no odexport adapter recognises: "
+            f"{first.path} ({first.type}) {first.reason}; exporting it as traced would bake in the example's "
+            "batch and branch",
+            hint="write an adapter (matches + describe -> ODConvSpec) and register it with "
+                 "odexport.adapters.register_adapter: see docs/adapters.md")
 
 
 class _LeafTracer(torch.fx.Tracer):
@@ -83,6 +152,7 @@ def lower_model(
     lowering: Lowering | str | Callable[[ODConvLayer], Lowering],
     *,
     fold_batchnorms: bool = True,
+    options: AdapterOptions | None = None,
 ) -> tuple[nn.Module, list[ODConvLayer]]:
     """A copy of ``model`` (eval mode) whose ODConv layers are written with ``lowering`` (a Lowering, its
     name, or a per-layer choice: ODConvLayer -> Lowering, called after folding, in model order).
@@ -94,7 +164,7 @@ def lower_model(
         lowering = get_lowering(lowering)
     choose = (lambda layer: lowering) if isinstance(lowering, Lowering) else lowering
     lowered = copy.deepcopy(model).eval()
-    layers = find_odconv_layers(lowered)
+    layers = find_odconv_layers(lowered, options)
     if fold_batchnorms:
         following = find_following_batchnorms(lowered, [layer.path for layer in layers])
         for index, layer in enumerate(layers):
@@ -106,10 +176,13 @@ def lower_model(
     for index, layer in enumerate(layers):
         chosen = choose(layer)
         layers[index] = replace(layer, lowering=chosen.name)
+        replacement = chosen.build(layer.spec)
+        if layer.epilogue is not None:
+            replacement = nn.Sequential(replacement, copy.deepcopy(layer.epilogue))
         if layer.path == "":
-            lowered = chosen.build(layer.spec).eval()
+            lowered = replacement.eval()
         else:
-            _set_submodule(lowered, layer.path, chosen.build(layer.spec).eval())
+            _set_submodule(lowered, layer.path, replacement.eval())
     return lowered, layers
 
 

@@ -1,0 +1,30 @@
+"""Adapters: recognise a dynamic convolution by structure and describe it as an ODConvSpec.
+
+One file per variant; they are registered here, the most specific first (a fused ODConv + BatchNorm +
+activation block before the bare official layer, which would otherwise claim it and lose its BatchNorm). docs/adapters.md says how to
+write one.
+"""
+
+from .condconv import CONDCONV
+from .dyconv import DYCONV
+from .fused import FUSED
+from .linear_heads import LINEAR_HEADS
+from .official import OFFICIAL
+from .registry import (
+    ATTENTION_BATCHNORM_CHOICES,
+    Adapter,
+    AdapterOptions,
+    TemperatureSlot,
+    find_adapter,
+    list_adapters,
+    register_adapter,
+)
+from .unrecognised import UnrecognisedLayer, dynamic_conv_reason
+
+for _adapter in (FUSED, OFFICIAL, LINEAR_HEADS, DYCONV, CONDCONV):
+    register_adapter(_adapter)
+
+__all__ = [
+    "ATTENTION_BATCHNORM_CHOICES", "Adapter", "AdapterOptions", "TemperatureSlot", "UnrecognisedLayer",
+    "dynamic_conv_reason", "find_adapter", "list_adapters", "register_adapter",
+]

@@ -1,0 +1,90 @@
+"""The adapter registry: how odexport recognises a dynamic convolution and reads it as an ODConvSpec.
+
+An adapter is data: ``matches(module)`` (by structure: parameter shapes, child module types) and
+``describe(module, options) -> ODConvSpec``, plus optional hooks for what a variant has beyond the
+spec (an activation after the layer, a temperature kept as a plain attribute, an attention BatchNorm
+whose use depends on the batch size). Nothing outside an adapter knows a variant's attribute names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..errors import InputError
+from ..odconv import ODConvSpec
+
+# The two eval behaviours of an attention BatchNorm that a variant skips at batch 1.
+ATTENTION_BATCHNORM_CHOICES = ("apply", "skip")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """What the user chose where a variant's eval behaviour is ambiguous.
+
+    attention_batchnorm: "apply" (running statistics: what the variant computes at batch > 1) or
+    "skip" (what it computes at batch 1); None until chosen.
+    """
+
+    attention_batchnorm: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.attention_batchnorm not in (None, *ATTENTION_BATCHNORM_CHOICES):
+            raise InputError(f"attention_batchnorm {self.attention_batchnorm!r} is not one of "
+                             f"{', '.join(ATTENTION_BATCHNORM_CHOICES)}",
+                             hint="apply: use the running statistics (batch > 1 behaviour); skip: leave it out "
+                                  "(batch 1 behaviour)")
+
+
+@dataclass(frozen=True)
+class TemperatureSlot:
+    """A temperature kept as a plain attribute (not in the state dict): ``owner.attribute``."""
+
+    owner: object
+    attribute: str
+
+    @property
+    def value(self) -> float:
+        return float(getattr(self.owner, self.attribute))
+
+    def set(self, value: float) -> None:
+        setattr(self.owner, self.attribute, value)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """name: shown by inspect and written in the manifest; summary: one line on the variant.
+
+    epilogue(module): modules the variant applies after the convolution that the spec does not hold
+    (an activation), or None. temperature(module): where its temperature lives, or None.
+    batch_dependent_batchnorm(module): the attention BatchNorm the variant skips at batch 1, or None.
+    """
+
+    name: str
+    summary: str
+    matches: Callable[[nn.Module], bool]
+    describe: Callable[[nn.Module, AdapterOptions], ODConvSpec]
+    epilogue: Callable[[nn.Module], nn.Module | None] | None = None
+    temperature: Callable[[nn.Module], TemperatureSlot | None] | None = None
+    batch_dependent_batchnorm: Callable[[nn.Module], nn.Module | None] | None = None
+
+
+_ADAPTERS: list[Adapter] = []
+
+
+def register_adapter(adapter: Adapter) -> Adapter:
+    """Register ``adapter``; adapters are tried in registration order, so register specific ones first."""
+    if any(known.name == adapter.name for known in _ADAPTERS):
+        raise ValueError(f"adapter {adapter.name!r} is registered twice")
+    _ADAPTERS.append(adapter)
+    return adapter
+
+
+def list_adapters() -> list[Adapter]:
+    return list(_ADAPTERS)
+
+
+def find_adapter(module: nn.Module) -> Adapter | None:
+    return next((adapter for adapter in _ADAPTERS if adapter.matches(module)), None)
