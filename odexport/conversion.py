@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tempfile
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adapters import AdapterOptions
 from .artifact import StagedDirectory, write_manifest
 from .calibration import DEFAULT_CALIBRATION_SIZE, calibration_samples
 from .checkpoint import load_checkpoint
@@ -26,7 +28,8 @@ from .lowering.tuning import TimingContext, cpu_model
 from .manifest import MANIFEST_FORMAT, versions
 from .parity import TOLERANCES, ParityReport, check_parity
 from .precisions import get_precision
-from .rewrite import lower_model, odconv_input_shapes
+from .reference import reference_runner
+from .rewrite import ODConvLayer, check_recognised, lower_model, odconv_input_shapes, set_temperatures
 from .runners import TorchRunner
 from .targets import FLAT, WriteRequest, get_target
 
@@ -37,10 +40,13 @@ DYNAMIC_BATCH_CHECKS = (1, 3)
 
 @dataclass(frozen=True)
 class ConversionResult:
+    """notes: what the user should know about how the model was read (eval semantics chosen, temperatures)."""
+
     output_dir: Path
     model_file: Path
     manifest: dict
     parity: ParityReport | None
+    notes: tuple[str, ...] = ()
 
 
 def parse_imgsz(value: str | int | tuple[int, int]) -> tuple[int, int]:
@@ -96,6 +102,8 @@ def convert_checkpoint(
     calibration: str | Path | None = None,
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     layout: str = FLAT,
+    temperature: float | None = None,
+    attention_batchnorm: str | None = None,
     reporter: Reporter | None = None,
 ) -> ConversionResult:
     """Convert an official-format ODConv checkpoint (or a state dict, or a TorchScript archive)."""
@@ -135,6 +143,8 @@ def convert_checkpoint(
         calibration=calibration,
         calibration_size=calibration_size,
         layout=layout,
+        temperature=temperature,
+        attention_batchnorm=attention_batchnorm,
         reporter=reporter,
         source=source,
         model_info=model_info,
@@ -152,26 +162,44 @@ def convert_model(
     dynamic_size: bool = False,
     simplify: bool = True,
     verify: bool = True,
-    preprocessing: Preprocessing = IMAGENET,
+    preprocessing: Preprocessing | None = IMAGENET,
     precision: str = "fp32",
     calibration: str | Path | np.ndarray | None = None,
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     layout: str = FLAT,
+    example_input: torch.Tensor | None = None,
+    temperature: float | None = None,
+    attention_batchnorm: str | None = None,
     reporter: Reporter | None = None,
     source: dict | None = None,
     model_info: dict | None = None,
 ) -> ConversionResult:
-    """Convert an in-memory image model ([B, 3, H, W] in) to ``target`` in ``output``.
+    """Convert an in-memory model with one [B, C, H, W] input to ``target`` in ``output``.
 
+    example_input: [B, C, H, W], defines the channels and size (imgsz is then ignored); without it, an
+    image model [B, 3, imgsz]. Parity runs on seeded random inputs, plus the bundled photographs when
+    the input has 3 channels and a ``preprocessing`` (None: not an image model, random inputs only).
     batch: an int, "dynamic", or None for dynamic where the lowering allows it and 1 otherwise.
     dynamic_size: symbolic height and width (parity is then checked at a second size too).
     simplify: run onnxsim on the exported graph (parity is checked on the simplified artifact).
     precision: a name in odexport.precisions the target writes; parity uses its TOLERANCES preset.
     calibration: for int8, "synthetic", a folder of images, or preprocessed samples [N, 3, H, W];
     the first ``calibration_size`` are used. layout: FLAT, or "ovms" (openvino: <name>/1/model.xml).
+    temperature: sets every recognised layer's temperature kept outside the state dict.
+    attention_batchnorm: "apply" or "skip", the eval behaviour to export for layers whose attention
+    BatchNorm is skipped at batch 1 (required when the model has such layers; PyTorch parity follows it).
     """
     reporter = reporter or SilentReporter()
-    size = parse_imgsz(imgsz)
+    if example_input is not None:
+        if example_input.dim() != 4:
+            raise InputError(f"example input has shape {list(example_input.shape)}, not [B, C, H, W]",
+                             hint="pass one 4-D tensor, e.g. torch.randn(1, 3, 224, 224)")
+        channels, size = int(example_input.shape[1]), (int(example_input.shape[2]), int(example_input.shape[3]))
+    else:
+        channels, size = 3, parse_imgsz(imgsz)
+    if channels != 3:
+        preprocessing = None  # the photographs and their normalisation are for RGB images
+    options = AdapterOptions(attention_batchnorm)
     chosen_target = get_target(target)
     _check_request(chosen_target, precision, layout, calibration)
     single = None if lowering == AUTO else get_lowering(lowering)
@@ -182,7 +210,14 @@ def convert_model(
         raise InputError(f"lowering {lowering!r} cannot export a dynamic batch",
                          hint="pass --batch N, or choose a lowering with a dynamic batch (decomposed)")
     model = model.eval()
-    example = torch.zeros(fixed_batch or 1, 3, *size)
+    check_recognised(model)
+    if temperature is not None:
+        model = copy.deepcopy(model)  # the caller's model keeps its temperatures
+        set_temperatures(model, temperature)
+    if example_input is not None:
+        example = example_input[:1].detach().float().repeat(fixed_batch or 1, 1, 1, 1)
+    else:
+        example = torch.zeros(fixed_batch or 1, 3, *size)
     if lowering == AUTO:
         choose = MeasuredChooser(
             odconv_input_shapes(model, example),
@@ -198,9 +233,13 @@ def convert_model(
     with StagedDirectory(Path(output)) as staged, tempfile.TemporaryDirectory(prefix="odexport-") as work:
         action = "timing candidate lowerings per layer on the target runtime" if lowering == AUTO else lowering
         with reporter.stage("Rewrite", f"lowering ODConv layers ({action})") as stage:
-            lowered, layers = lower_model(model, choose)
+            lowered, layers = lower_model(model, choose, options=options)
             used = Counter(layer.lowering for layer in layers)
             stage.result = f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
+        notes = conversion_notes(layers)
+        for note in notes:
+            reporter.info(f"  - {note}")
+        semantics = next((layer.attention_batchnorm for layer in layers if layer.attention_batchnorm), None)
         with reporter.stage("ONNX", f"exporting at {size[0]}x{size[1]}, batch {fixed_batch or 'dynamic'}") as stage:
             graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None,
                                 dynamic_size=dynamic_size, finalize=single.finalize_onnx if single else None)
@@ -213,14 +252,14 @@ def convert_model(
         metadata = {
             "odexport.lowering": lowering,
             "odexport.odconv_layers": json.dumps([layer.path for layer in layers]),
-            "odexport.preprocessing": str(preprocessing.to_dict()),
+            "odexport.preprocessing": str(preprocessing.to_dict() if preprocessing else None),
             "odexport.version": versions()["odexport"] or "",
             "odexport.precision": precision,
-            "odexport.layout": preprocessing.layout,
-            "odexport.mean": json.dumps(list(preprocessing.mean)),
-            "odexport.std": json.dumps(list(preprocessing.std)),
             "odexport.num_classes": str(graph.output_shapes[0][-1]),
         }
+        if preprocessing is not None:  # a model that does not take normalised RGB images has none
+            metadata |= {"odexport.layout": preprocessing.layout, "odexport.mean": json.dumps(list(preprocessing.mean)),
+                         "odexport.std": json.dumps(list(preprocessing.std))}
         samples = None
         if get_precision(precision).quantized:
             samples = calibration_samples(calibration, size, count=calibration_size, spec=preprocessing)
@@ -244,10 +283,11 @@ def convert_model(
         if verify:
             with reporter.stage("Parity", f"PyTorch vs {chosen_target.name}") as stage:
                 runner = chosen_target.runner(model_file)
-                reference = TorchRunner(model, (graph.input_name,), graph.output_names)
+                reference = reference_runner(TorchRunner(model, (graph.input_name,), graph.output_names), semantics)
                 sizes = [size, second_parity_size(size)] if dynamic_size else [size]
                 checks = (fixed_batch,) if fixed_batch else DYNAMIC_BATCH_CHECKS
-                parity = check_parity(reference, runner, [parity_inputs(s) for s in sizes], batch_sizes=checks,
+                sample_sets = [parity_inputs(s, channels=channels, preprocessing=preprocessing) for s in sizes]
+                parity = check_parity(reference, runner, sample_sets, batch_sizes=checks,
                                       tolerance=TOLERANCES[precision])
                 stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
             if not parity.passed:
@@ -282,25 +322,48 @@ def convert_model(
             # The model file first: readers take the first model file listed.
             "files": [str(model_file.relative_to(staged.path))] + sorted(
                 str(p.relative_to(staged.path)) for p in staged.path.rglob("*") if p.is_file() and p != model_file),
+            "eval_semantics": {"attention_batchnorm": semantics, "temperature": temperature},
+            "notes": list(notes),
             "inputs": [{"name": graph.input_name, "shape": list(graph.input_shape), "dtype": "float32"}],
             "outputs": [
                 {"name": name, "shape": list(shape), "dtype": "float32"}
                 for name, shape in zip(graph.output_names, graph.output_shapes)
             ],
-            "preprocessing": preprocessing.to_dict(),
-            "odconv_layers": [
-                {"path": layer.path, "adapter": layer.adapter, "lowering": layer.lowering,
-                 "attentions": list(layer.spec.active_attentions), "folded_batchnorm": layer.folded_batchnorm}
-                | _auto_record(choose, layer.path)
-                for layer in layers
-            ],
+            "preprocessing": preprocessing.to_dict() if preprocessing else None,
+            "odconv_layers": [layer_record(layer) | _auto_record(choose, layer.path) for layer in layers],
             "versions": versions(),
             "parity": parity.to_dict() if parity else None,
             "quantization": quantization,
         }
         write_manifest(staged.path, manifest)
         final = staged.commit()
-    return ConversionResult(final, final / model_file.relative_to(staged.path), manifest, parity)
+    return ConversionResult(final, final / model_file.relative_to(staged.path), manifest, parity, tuple(notes))
+
+
+def layer_record(layer: ODConvLayer) -> dict:
+    """One recognised layer as the manifest and inspect show it."""
+    return {"path": layer.path, "adapter": layer.adapter, "lowering": layer.lowering,
+            "attentions": list(layer.spec.active_attentions), "kernel_num": layer.spec.kernel_num,
+            "kernel_bias": layer.spec.kernel_bias is not None, "folded_batchnorm": layer.folded_batchnorm,
+            "epilogue": None if layer.epilogue is None else type(layer.epilogue).__name__,
+            "temperature": layer.temperature, "attention_batchnorm": layer.attention_batchnorm}
+
+
+def conversion_notes(layers: list[ODConvLayer]) -> list[str]:
+    """Sentences on how the layers were read that change what the artifact computes."""
+    notes = []
+    chosen = [layer.path or "(the model)" for layer in layers if layer.attention_batchnorm]
+    if chosen:
+        semantics = next(layer.attention_batchnorm for layer in layers if layer.attention_batchnorm)
+        meaning = ("applied with its running statistics at every batch size (what PyTorch computes at batch > 1)"
+                   if semantics == "apply" else "skipped at every batch size (what PyTorch computes at batch 1)")
+        notes.append(f"attention BatchNorm of {len(chosen)} layer(s) ({', '.join(chosen[:3])}"
+                     f"{', ...' if len(chosen) > 3 else ''}) {meaning}; the PyTorch reference was run to match")
+    temperatures = sorted({layer.temperature for layer in layers if layer.temperature is not None})
+    if temperatures and temperatures != [1.0]:
+        notes.append(f"temperatures outside the state dict, folded into the attention heads: "
+                     f"{', '.join(f'{t:g}' for t in temperatures)}")
+    return notes
 
 
 def _check_request(target, precision: str, layout: str, calibration) -> None:

@@ -32,6 +32,16 @@ def value_dims(value_info: onnx.ValueInfoProto) -> tuple[int | str, ...]:
     return tuple(d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim)
 
 
+def default_output_names(paths: list[str]) -> tuple[str, ...]:
+    """Output names from the key paths of a model's outputs: "logits" for a lone tensor, output{i} for a
+    flat tuple, the key paths ("p4.0", "p8") when there are dicts."""
+    if paths == [""]:
+        return ("logits",)
+    if all(path.isdigit() for path in paths):
+        return tuple(f"output{i}" for i in range(len(paths)))
+    return tuple(paths)
+
+
 def export_onnx(
     module: nn.Module,
     path: Path,
@@ -47,12 +57,13 @@ def export_onnx(
     finalize: a rewrite of the traced ONNX model applied before it is checked and saved (a lowering's
     ``finalize_onnx``).
     """
+    from .runners import flatten_outputs
+
     module = module.eval()
     with torch.no_grad():
-        outputs = module(example)
-    count = 1 if isinstance(outputs, torch.Tensor) else len(outputs)
+        flat = flatten_outputs(module(example))
     if output_names is None:
-        output_names = ("logits",) if count == 1 else tuple(f"output{i}" for i in range(count))
+        output_names = default_output_names([path for path, _ in flat])
 
     input_axes: dict[int, str] = {0: "batch"} if dynamic_batch else {}
     if dynamic_size:

@@ -52,14 +52,18 @@ def photographs(size: tuple[int, int], spec: Preprocessing = IMAGENET) -> np.nda
     return np.stack([preprocess(getattr(skimage.data, name)(), size, spec) for name in PHOTOGRAPHS])
 
 
-def random_inputs(count: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """Seeded standard-normal inputs, the scale of normalised images: [count, 3, h, w] float32."""
-    return np.random.default_rng(seed).standard_normal((count, 3, *size), dtype=np.float32)
+def random_inputs(count: int, size: tuple[int, int], seed: int = 0, *, channels: int = 3) -> np.ndarray:
+    """Seeded standard-normal inputs, the scale of normalised images: [count, channels, h, w] float32."""
+    return np.random.default_rng(seed).standard_normal((count, channels, *size), dtype=np.float32)
 
 
-def parity_inputs(size: tuple[int, int], *, random_count: int = 2, seed: int = 0) -> np.ndarray:
-    """Photographs followed by random inputs: [N, 3, h, w] float32."""
-    return np.concatenate([photographs(size), random_inputs(random_count, size, seed)])
+def parity_inputs(size: tuple[int, int], *, random_count: int = 2, seed: int = 0, channels: int = 3,
+                  preprocessing: Preprocessing | None = IMAGENET) -> np.ndarray:
+    """Photographs (only where they fit: 3 channels and a known preprocessing) followed by random inputs:
+    [N, channels, h, w] float32. Without photographs, as many more random inputs make up the count."""
+    if channels == 3 and preprocessing is not None:
+        return np.concatenate([photographs(size, preprocessing), random_inputs(random_count, size, seed)])
+    return random_inputs(random_count + len(PHOTOGRAPHS), size, seed, channels=channels)
 
 
 def batches(samples: np.ndarray, batch_size: int) -> list[np.ndarray]:

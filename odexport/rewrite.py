@@ -97,6 +97,29 @@ def find_unrecognised_layers(model: nn.Module) -> list[UnrecognisedLayer]:
     return found
 
 
+def set_temperatures(model: nn.Module, value: float) -> list[str]:
+    """Set the temperature of every recognised layer that keeps one outside the state dict; -> their paths."""
+    if not value > 0:
+        raise InputError(f"temperature {value} is not positive", hint="attention logits are divided by it, e.g. 1.0")
+    paths = []
+    claimed: list[str] = []
+    for path, module in model.named_modules():
+        if _is_inside(path, claimed):
+            continue
+        adapter = find_adapter(module)
+        if adapter is None:
+            continue
+        claimed.append(path)
+        slot = adapter.temperature(module) if adapter.temperature else None
+        if slot is not None:
+            slot.set(float(value))
+            paths.append(path)
+    if not paths:
+        raise InputError("temperature given, but no recognised layer keeps a temperature",
+                         hint="leave the temperature out for this model")
+    return paths
+
+
 def check_recognised(model: nn.Module) -> None:
     """InputError when a module looks like a dynamic convolution that no adapter recognises."""
     found = find_unrecognised_layers(model)

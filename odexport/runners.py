@@ -21,6 +21,23 @@ class Runner(Protocol):
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+def flatten_outputs(outputs, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    """A model's outputs as (name, tensor) in the order the ONNX exporter flattens them: a tensor, or
+    tuples, lists and dicts of them, nested. Names are the key path ("p4.0"), empty for a lone tensor."""
+    if isinstance(outputs, torch.Tensor):
+        return [(prefix, outputs)]
+    if isinstance(outputs, dict):
+        items = list(outputs.items())
+    elif isinstance(outputs, (tuple, list)):
+        items = list(enumerate(outputs))
+    else:
+        raise TypeError(f"a model output of type {type(outputs).__name__} is not a tensor, tuple, list or dict")
+    flat = []
+    for key, value in items:
+        flat += flatten_outputs(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
 class TorchRunner:
     """PyTorch eager, the reference."""
 
@@ -34,9 +51,7 @@ class TorchRunner:
     @torch.no_grad()
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.module(*(torch.from_numpy(feed[name]) for name in self.input_names))
-        if isinstance(outputs, torch.Tensor):
-            outputs = (outputs,)
-        return {name: out.numpy() for name, out in zip(self.output_names, outputs)}
+        return {name: out.numpy() for name, (_, out) in zip(self.output_names, flatten_outputs(outputs))}
 
 
 class OnnxRuntimeRunner:

@@ -23,7 +23,21 @@ class Artifact:
     output_names: tuple[str, ...]
 
     @property
-    def preprocessing(self) -> Preprocessing:
+    def channels(self) -> int | None:
+        return self.input_shape[1]
+
+    @property
+    def eval_semantics(self) -> dict:
+        """{"attention_batchnorm": "apply" | "skip" | None, "temperature": float | None} chosen at convert."""
+        return (self.manifest or {}).get("eval_semantics") or {}
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """What a 3-channel input expects; None for an artifact converted as a non-image model."""
+        if self.manifest is not None and "preprocessing" in self.manifest and self.manifest["preprocessing"] is None:
+            return None
+        if self.channels not in (None, 3):
+            return None
         recorded = (self.manifest or {}).get("preprocessing")
         if not recorded:
             return IMAGENET
@@ -101,8 +115,8 @@ def read_artifact(path: Path) -> Artifact:
     inputs, outputs = _FORMATS[model_file.suffix](model_file)
     if len(inputs) != 1 or len(inputs[0][1]) != 4:
         found = ", ".join(f"{name} {list(shape)}" for name, shape in inputs) or "none"
-        raise InputError(f"{model_file}: expected one image input [B, 3, H, W], found {found}",
-                         hint="verify checks image models with a single NCHW input")
+        raise InputError(f"{model_file}: expected one input [B, C, H, W], found {found}",
+                         hint="verify checks models with a single NCHW input")
     (input_name, input_shape), = inputs
     return Artifact(model_file, manifest, input_name, input_shape, outputs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import tempfile
@@ -15,6 +16,8 @@ from ..console import Reporter, SilentReporter
 from ..errors import InputError
 from ..localize import localize
 from ..parity import check_parity
+from ..reference import reference_runner
+from ..rewrite import set_temperatures
 from ..runners import Runner, TorchRunner
 from .artifact import Artifact, read_artifact
 from .options import batch_sizes_for, input_size_for, parse_batches, resolve_tolerance, sample_inputs
@@ -82,9 +85,11 @@ def verify_artifact(
     with reporter.stage("Load", "building the PyTorch reference") as stage:
         model, reference_name = _reference(checkpoint, model, found, arch, unsafe_pickle, notes)
         stage.result = reference_name
-    kinds = sample_inputs(size, found.preprocessing, None if images is None else Path(images))
+    kinds = sample_inputs(size, found.preprocessing, None if images is None else Path(images), found.channels or 3)
     samples = np.concatenate(list(kinds.values()))
-    reference = _OncePerBatch(TorchRunner(model, (found.input_name,), found.output_names))
+    model = _with_eval_semantics(model, found, notes)
+    semantics = found.eval_semantics.get("attention_batchnorm")
+    reference = _OncePerBatch(reference_runner(TorchRunner(model, (found.input_name,), found.output_names), semantics))
 
     results = []
     with tempfile.TemporaryDirectory(prefix="odexport-verify-") as work:
@@ -120,6 +125,19 @@ def verify_artifact(
         checkpoint=None if checkpoint is None else str(checkpoint), reference=reference_name, tolerance=tolerance,
         batch_sizes=sizes, input_size=tuple(size), samples={kind: len(v) for kind, v in kinds.items()},
         runtimes=tuple(results), notes=tuple(notes))
+
+
+def _with_eval_semantics(model: nn.Module, artifact: Artifact, notes: list[str]) -> nn.Module:
+    """The reference with the temperature convert set (a copy), and notes on the eval semantics followed."""
+    semantics = artifact.eval_semantics
+    if semantics.get("temperature") is not None:
+        model = copy.deepcopy(model)
+        set_temperatures(model, semantics["temperature"])
+        notes.append(f"temperature {semantics['temperature']:g} set on the reference, as at conversion")
+    if semantics.get("attention_batchnorm"):
+        notes.append(f"attention BatchNorm {semantics['attention_batchnorm']!r} at every batch size, as at "
+                     "conversion: the reference runs to match")
+    return model
 
 
 def _reference(checkpoint, model: nn.Module | None, artifact: Artifact, arch: str | None, unsafe_pickle: bool,

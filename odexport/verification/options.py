@@ -75,8 +75,15 @@ def input_size_for(artifact: Artifact, asked: tuple[int, int] | None) -> tuple[i
     return tuple(checked[0][-2:]) if checked else DEFAULT_SIZE  # the size convert checked it at
 
 
-def sample_inputs(size: tuple[int, int], spec: Preprocessing, images: Path | None) -> dict[str, np.ndarray]:
-    """{kind: [N, 3, h, w] float32}: the bundled photographs, seeded random inputs, the user's images."""
+def sample_inputs(size: tuple[int, int], spec: Preprocessing | None, images: Path | None,
+                  channels: int = 3) -> dict[str, np.ndarray]:
+    """{kind: [N, C, h, w] float32}: the bundled photographs and the user's images (for a model taking
+    normalised RGB images, ``spec``), and seeded random inputs."""
+    if spec is None or channels != 3:
+        if images is not None:
+            raise InputError("--images needs a model that takes RGB images (3 channels and a preprocessing)",
+                             hint="leave --images out; random inputs are used for this model")
+        return {"random": random_inputs(RANDOM_SAMPLES + 4, size, channels=channels)}
     kinds = {"photographs": photographs(size, spec), "random": random_inputs(RANDOM_SAMPLES, size)}
     if images is not None:
         kinds["images"] = load_images(Path(images), size, spec)

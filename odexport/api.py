@@ -1,0 +1,158 @@
+"""The Python API: convert, verify and inspect any nn.Module with dynamic convolutions inside.
+
+    import odexport
+    result = odexport.convert(model, torch.randn(1, 3, 224, 224), target="openvino", output="exported/")
+    report = odexport.verify("exported/", model)
+
+The CLI calls these same functions (a checkpoint path is loaded as convert loads it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .console import Reporter
+from .conversion import DEFAULT_LOWERING, ConversionResult, convert_checkpoint, convert_model, layer_record
+from .errors import InputError
+from .inputs import IMAGENET, Preprocessing
+
+# Precisions convert can write today; issue 5 (precision registry) replaces this with its registry.
+SUPPORTED_PRECISIONS = ("fp32",)
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in SUPPORTED_PRECISIONS:
+        raise InputError(f"precision {precision!r} is not available yet",
+                         hint=f"use one of: {', '.join(SUPPORTED_PRECISIONS)}")
+
+
+def convert(
+    model: nn.Module | str | Path,
+    example_input: torch.Tensor | None = None,
+    *,
+    target: str = "openvino",
+    precision: str = "fp32",
+    lowering: str = DEFAULT_LOWERING,
+    output: str | Path | None = None,
+    batch: str | int | None = None,
+    dynamic_size: bool = False,
+    simplify: bool = True,
+    verify: bool = True,
+    temperature: float | None = None,
+    attention_batchnorm: str | None = None,
+    preprocessing: Preprocessing | None = IMAGENET,
+    imgsz: str | int | tuple[int, int] = 224,
+    arch: str | None = None,
+    unsafe_pickle: bool = False,
+    reporter: Reporter | None = None,
+) -> ConversionResult:
+    """Convert ``model`` (an nn.Module, or a checkpoint path) to ``target``; returns the artifact paths
+    (``output_dir``, ``model_file``), the ``manifest`` and the ``parity`` report.
+
+    example_input: [B, C, H, W]; defines the input's channels and size (required for a module).
+    output: the artifact directory [default: <class name or checkpoint stem>_<target>].
+    temperature: sets the temperature of every recognised layer that keeps one outside the state dict.
+    attention_batchnorm: "apply" | "skip", for variants that skip their attention BatchNorm at batch 1.
+    preprocessing: what a 3-channel input expects (photographs join the parity inputs); None for a
+    model that does not take normalised RGB images.
+    imgsz, arch, unsafe_pickle: for a checkpoint path only.
+    Raises InputError (bad input), ParityError (outputs differ beyond the tolerance; nothing written).
+    """
+    _check_precision(precision)
+    if isinstance(model, (str, Path)):
+        return convert_checkpoint(Path(model), target=target, output=None if output is None else Path(output),
+                                  imgsz=imgsz, batch=batch, lowering=lowering, dynamic_size=dynamic_size,
+                                  simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
+                                  temperature=temperature, attention_batchnorm=attention_batchnorm, reporter=reporter)
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model is a {type(model).__name__}, not an nn.Module or a checkpoint path",
+                         hint="pass the PyTorch module, or the path of its checkpoint")
+    if example_input is None:
+        raise InputError("an nn.Module needs an example input", hint="e.g. odexport.convert(model, torch.randn(1, 3, 224, 224))")
+    output = Path(output) if output is not None else Path(f"{type(model).__name__.lower()}_{target}")
+    return convert_model(model, target=target, output=output, batch=batch, lowering=lowering,
+                         dynamic_size=dynamic_size, simplify=simplify, verify=verify, preprocessing=preprocessing,
+                         example_input=example_input, temperature=temperature,
+                         attention_batchnorm=attention_batchnorm, reporter=reporter,
+                         source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})
+
+
+def verify(
+    artifact: str | Path,
+    reference: nn.Module | str | Path,
+    *,
+    runtime: str | None = None,
+    batch_sizes: list[str | int] | tuple[int, ...] | None = None,
+    imgsz: str | int | tuple[int, int] | None = None,
+    precision: str = "fp32",
+    atol: float | None = None,
+    rtol: float | None = None,
+    images: str | Path | None = None,
+    layers: bool = False,
+    arch: str | None = None,
+    unsafe_pickle: bool = False,
+    reporter: Reporter | None = None,
+):
+    """Check ``artifact`` (a convert output directory, a .onnx or an .xml) against ``reference`` (an
+    nn.Module, or the checkpoint it was converted from); returns a VerifyReport
+    (``report.passed``, ``report.failures()``, ``report.raise_for_failure()``).
+
+    A model converted with ``temperature=`` or ``attention_batchnorm=`` is checked the same way: the
+    manifest records both and verify applies them to the reference.
+    """
+    from .verification import verify_artifact
+
+    module = reference if isinstance(reference, nn.Module) else None
+    checkpoint = None if module is not None else reference
+    return verify_artifact(artifact, checkpoint, model=module, runtime=runtime, images=images,
+                           batch_sizes=batch_sizes, imgsz=imgsz, precision=precision, atol=atol, rtol=rtol,
+                           layers=layers, arch=arch, unsafe_pickle=unsafe_pickle, reporter=reporter)
+
+
+@dataclass(frozen=True)
+class ModuleInspection:
+    """What odexport recognised in a module: each dynamic layer with its adapter, and what it did not."""
+
+    model: str
+    params: int
+    recognised: tuple[dict, ...]
+    unrecognised: tuple[dict, ...]
+    undecided: tuple[str, ...] = field(default_factory=tuple)  # layers needing attention_batchnorm
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def inspect(model: nn.Module, *, attention_batchnorm: str | None = None) -> ModuleInspection:
+    """List the dynamic convolutions of ``model``: recognised ones (path, adapter, attentions, kernels,
+    temperature kept outside the state dict), and modules that look dynamic but no adapter recognises."""
+    from .adapters import AdapterOptions, find_adapter
+    from .rewrite import find_odconv_layers, find_unrecognised_layers
+
+    # Listing needs no choice: an undecided batch-1 BatchNorm is listed as such and read as "apply".
+    undecided = []
+    if attention_batchnorm is None:
+        for path, module in model.named_modules():
+            adapter = find_adapter(module)
+            if adapter is not None and adapter.batch_dependent_batchnorm and adapter.batch_dependent_batchnorm(module):
+                undecided.append(path)
+    layers = find_odconv_layers(model, AdapterOptions(attention_batchnorm or ("apply" if undecided else None)))
+    records = []
+    for layer in layers:
+        record = layer_record(layer) | {"in_channels": layer.spec.in_channels, "out_channels": layer.spec.out_channels,
+                                        "kernel_size": layer.spec.kernel_size, "stride": list(layer.spec.stride),
+                                        "groups": layer.spec.groups}
+        if layer.path in undecided:
+            record["attention_batchnorm"] = None
+        records.append(record)
+    return ModuleInspection(
+        model=f"{type(model).__module__}.{type(model).__qualname__}",
+        params=sum(p.numel() for p in model.parameters()),
+        recognised=tuple(records),
+        unrecognised=tuple(asdict(found) for found in find_unrecognised_layers(model)),
+        undecided=tuple(undecided),
+    )
