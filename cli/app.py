@@ -38,6 +38,8 @@ UnsafePickleOpt = Annotated[
 ]
 ImgszOpt = Annotated[str, typer.Option("--imgsz", help="Input size: an int, or H,W.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Set the attention temperature of every recognised layer that keeps one outside the state dict (reported by inspect).")]
+AttentionBatchnormOpt = Annotated[Optional[str], typer.Option("--attention-batchnorm", help="For variants that skip their attention BatchNorm at batch 1: export 'apply' (running statistics, the batch > 1 behaviour) or 'skip' (the batch 1 behaviour).")]
 
 
 def _run(action: Callable[[], int | None], debug: bool) -> None:
@@ -80,18 +82,21 @@ def convert(
     calibration: Annotated[Optional[str], typer.Option("--calibration", help="For int8: a folder of images like the model's inputs, or 'synthetic'.")] = None,
     calibration_size: Annotated[int, typer.Option("--calibration-size", help="Number of calibration images used.")] = 32,
     layout: Annotated[str, typer.Option("--layout", help="flat, or ovms (openvino: an OpenVINO Model Server repository <name>/1/model.xml).")] = "flat",
+    temperature: TemperatureOpt = None,
+    attention_batchnorm: AttentionBatchnormOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Convert a checkpoint to a deployable artifact and check it against PyTorch."""
+    """Convert a checkpoint (or a file holding a whole module) to a deployable artifact and check it
+    against PyTorch."""
+    from odexport.api import convert as convert_api
     from odexport.console import ConsoleReporter
-    from odexport.conversion import convert_checkpoint
 
     def action() -> None:
-        result = convert_checkpoint(
+        result = convert_api(
             checkpoint, target=target, output=output, imgsz=imgsz, batch=batch, lowering=lowering,
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
             precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
-            reporter=ConsoleReporter(),
+            temperature=temperature, attention_batchnorm=attention_batchnorm, reporter=ConsoleReporter(),
         )
         render.conversion(stdout, result)
 
@@ -107,10 +112,13 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), or what an
-    exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
-    from odexport.checkpoint import load_checkpoint
+    """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), what a file
+    holding a whole module holds (each dynamic convolution, the adapter that recognised it, and what no
+    adapter recognised), or what an exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
+    from odexport.api import inspect as inspect_module
+    from odexport.checkpoint import load_checkpoint, read_module
     from odexport.conversion import parse_imgsz
+    from odexport.errors import UnknownArchitectureError
     from odexport.inspection import summarize_model, summarize_onnx
 
     def action() -> None:
@@ -122,7 +130,18 @@ def inspect(
                 render.onnx_inspection(stdout, summary)
             return
         size = parse_imgsz(imgsz)
-        loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
+        try:
+            loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
+        except UnknownArchitectureError:
+            whole = read_module(checkpoint, unsafe_pickle=unsafe_pickle)
+            if whole is None or arch is not None:
+                raise
+            found = inspect_module(whole).to_dict()
+            if as_json:
+                sys.stdout.write(json.dumps(found, indent=2) + "\n")
+            else:
+                render.module_inspection(stdout, found)
+            return
         summary = summarize_model(loaded.model, size)
         report = {
             "arch": loaded.arch,

@@ -27,6 +27,8 @@ def parity_table(report) -> Table:
 
 
 def conversion(console: Console, result: ConversionResult) -> None:
+    for note in result.notes:
+        console.print(f"Note: {note}", soft_wrap=True)
     if result.parity is not None:
         console.print(parity_table(result.parity))
     else:
@@ -56,6 +58,37 @@ def inspection(console: Console, report: dict) -> None:
         table.add_row(layer["path"], str(layer["in_channels"]), str(layer["out_channels"]), str(layer["kernel_size"]),
                       str(layer["stride"][0]), str(layer["groups"]), str(layer["kernel_num"]), " ".join(layer["attentions"]))
     console.print(table)
+
+
+def module_inspection(console: Console, found: dict) -> None:
+    """An odexport.inspect result: recognised dynamic convolutions, then what no adapter recognised."""
+    console.print(f"[bold]{found['model']}[/bold]  params {_millions(found['params'])}")
+    table = Table(title=f"{len(found['recognised'])} recognised dynamic convolutions")
+    for column in ("path", "adapter", "conv", "kernels", "attentions", "T", "notes"):
+        table.add_column(column)
+    for layer in found["recognised"]:
+        notes = []
+        if layer["kernel_bias"]:
+            notes.append("bias per kernel")
+        if layer["epilogue"]:
+            notes.append(f"then {layer['epilogue']}")
+        if layer["path"] in found["undecided"]:
+            notes.append("attention BatchNorm skipped at batch 1: choose --attention-batchnorm")
+        temperature = "-" if layer["temperature"] is None else f"{layer['temperature']:g}"
+        conv = (f"{layer['in_channels']}->{layer['out_channels']} k{layer['kernel_size']} s{layer['stride'][0]}"
+                + (f" g{layer['groups']}" if layer["groups"] > 1 else ""))
+        attentions = ",".join(name[0] for name in layer["attentions"])  # c f s k
+        table.add_row(layer["path"] or "(the model)", layer["adapter"], conv, str(layer["kernel_num"]), attentions,
+                      temperature, "; ".join(notes))
+    console.print(table)
+    console.print("attentions: c channel, f filter, s spatial, k kernel; T: temperature kept outside the state dict")
+    if found["unrecognised"]:
+        console.print(f"[bold red]{len(found['unrecognised'])} not recognised[/bold red] (convert refuses these; "
+                      "docs/adapters.md shows how to write an adapter):")
+        for layer in found["unrecognised"]:
+            console.print(f"  {layer['path']} ({layer['type']}): {layer['reason']}", soft_wrap=True)
+    else:
+        console.print("Nothing unrecognised: every module that looks like a dynamic convolution has an adapter.")
 
 
 def onnx_inspection(console: Console, summary: dict) -> None:

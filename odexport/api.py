@@ -16,19 +16,13 @@ import torch
 from torch import nn
 
 from .console import Reporter
+from .calibration import DEFAULT_CALIBRATION_SIZE
+from .targets import FLAT
 from .conversion import DEFAULT_LOWERING, ConversionResult, convert_checkpoint, convert_model, layer_record
-from .errors import InputError
+from .checkpoint import read_module
+from .conversion import parse_imgsz
+from .errors import InputError, UnknownArchitectureError
 from .inputs import IMAGENET, Preprocessing
-
-# Precisions convert can write today; issue 5 (precision registry) replaces this with its registry.
-SUPPORTED_PRECISIONS = ("fp32",)
-
-
-def _check_precision(precision: str) -> None:
-    if precision not in SUPPORTED_PRECISIONS:
-        raise InputError(f"precision {precision!r} is not available yet",
-                         hint=f"use one of: {', '.join(SUPPORTED_PRECISIONS)}")
-
 
 def convert(
     model: nn.Module | str | Path,
@@ -38,6 +32,9 @@ def convert(
     precision: str = "fp32",
     lowering: str = DEFAULT_LOWERING,
     output: str | Path | None = None,
+    calibration=None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    layout: str = FLAT,
     batch: str | int | None = None,
     dynamic_size: bool = False,
     simplify: bool = True,
@@ -54,6 +51,7 @@ def convert(
     (``output_dir``, ``model_file``), the ``manifest`` and the ``parity`` report.
 
     example_input: [B, C, H, W]; defines the input's channels and size (required for a module).
+    precision, calibration, calibration_size, layout: as convert_model (odexport.precisions).
     output: the artifact directory [default: <class name or checkpoint stem>_<target>].
     temperature: sets the temperature of every recognised layer that keeps one outside the state dict.
     attention_batchnorm: "apply" | "skip", for variants that skip their attention BatchNorm at batch 1.
@@ -62,12 +60,26 @@ def convert(
     imgsz, arch, unsafe_pickle: for a checkpoint path only.
     Raises InputError (bad input), ParityError (outputs differ beyond the tolerance; nothing written).
     """
-    _check_precision(precision)
     if isinstance(model, (str, Path)):
-        return convert_checkpoint(Path(model), target=target, output=None if output is None else Path(output),
-                                  imgsz=imgsz, batch=batch, lowering=lowering, dynamic_size=dynamic_size,
-                                  simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
-                                  temperature=temperature, attention_batchnorm=attention_batchnorm, reporter=reporter)
+        path = Path(model)
+        try:
+            return convert_checkpoint(path, target=target, output=None if output is None else Path(output),
+                                      imgsz=imgsz, batch=batch, lowering=lowering, dynamic_size=dynamic_size,
+                                      simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
+                                      precision=precision, calibration=calibration,
+                                      calibration_size=calibration_size, layout=layout, temperature=temperature,
+                                      attention_batchnorm=attention_batchnorm,
+                                      reporter=reporter)
+        except UnknownArchitectureError:
+            # Not a zoo model: a file holding the whole module is converted as that module.
+            whole = read_module(path, unsafe_pickle=unsafe_pickle)
+            if whole is None or arch is not None:
+                raise
+            if reporter is not None:
+                reporter.info(f"  - {path} holds a {type(whole).__name__} outside the zoo: converting that module")
+            model = whole
+            example_input = torch.zeros(1, 3, *parse_imgsz(imgsz)) if example_input is None else example_input
+            output = output if output is not None else Path(f"{path.name.split('.')[0]}_{target}")
     if not isinstance(model, nn.Module):
         raise InputError(f"model is a {type(model).__name__}, not an nn.Module or a checkpoint path",
                          hint="pass the PyTorch module, or the path of its checkpoint")
@@ -76,6 +88,8 @@ def convert(
     output = Path(output) if output is not None else Path(f"{type(model).__name__.lower()}_{target}")
     return convert_model(model, target=target, output=output, batch=batch, lowering=lowering,
                          dynamic_size=dynamic_size, simplify=simplify, verify=verify, preprocessing=preprocessing,
+                         precision=precision, calibration=calibration, calibration_size=calibration_size,
+                         layout=layout,
                          example_input=example_input, temperature=temperature,
                          attention_batchnorm=attention_batchnorm, reporter=reporter,
                          source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})

@@ -102,6 +102,13 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, kernel_num: in
         sha256=_sha256(path), inferred=(*notes, *prefix_notes, *spec.inferred), metadata=metadata)
 
 
+def read_module(path: str | Path, *, unsafe_pickle: bool = False) -> nn.Module | None:
+    """The module a file holds whole (a TorchScript archive, or with ``unsafe_pickle`` a pickled
+    nn.Module), in eval mode; None when it holds weights only."""
+    obj = _read(Path(path), unsafe_pickle)
+    return obj.eval() if isinstance(obj, nn.Module) else None
+
+
 def infer_spec(state_dict: Mapping[str, torch.Tensor], *, arch: str | None = None,
                kernel_num: int | None = None, reduction: float | None = None,
                num_classes: int | None = None, source: str = "state dict") -> ModelSpec:
