@@ -200,3 +200,39 @@ def test_every_zoo_model_inspects_and_converts_with_parity(official_checkpoint, 
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["parity"]["passed"] and manifest["model"]["arch"] == arch
+
+
+def test_inspect_and_convert_a_pickled_module_outside_the_zoo(tmp_path):
+    from variants import randomize
+    from variants.detection import TinyDetector
+
+    path = tmp_path / "detector.pt"
+    torch.save(randomize(TinyDetector(), seed=1), path)
+    listed = run_cli("inspect", path, "--unsafe-pickle", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assert [(layer["path"], layer["adapter"]) for layer in found["recognised"]] == [
+        ("stem", "fused-bn-act"), ("stage1", "fused-bn-act"), ("stage2.0", "official"), ("lateral", "dyconv"),
+        ("smooth", "fused-bn-act")]
+    assert found["unrecognised"] == []
+    shown = run_cli("inspect", path, "--unsafe-pickle")
+    assert "dyconv" in shown.stdout and "Nothing unrecognised" in shown.stdout
+
+    converted = run_cli("convert", path, "--unsafe-pickle", "--imgsz", "32", "--target", "onnx", "--temperature", "2",
+                        "-o", tmp_path / "out")
+    assert converted.exit_code == 0, converted.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [layer["temperature"] for layer in manifest["odconv_layers"]] == [2.0] * 5
+    assert manifest["parity"]["passed"] and [o["name"] for o in manifest["outputs"]] == ["p4.0", "p4.1", "p8"]
+
+
+def test_an_unrecognised_dynamic_convolution_exits_2_with_a_hint(tmp_path):
+    from variants.unrecognised import NetWithUnknownDynamicConv
+
+    path = tmp_path / "unknown.pt"
+    torch.save(NetWithUnknownDynamicConv(), path)
+    listed = run_cli("inspect", path, "--unsafe-pickle")
+    assert listed.exit_code == 0 and "1 not recognised" in listed.stdout and "MixtureConv" in listed.stdout
+    result = run_cli("convert", path, "--unsafe-pickle", "--imgsz", "16", "-o", tmp_path / "out")
+    assert_clean_error(result, 2, "no odexport adapter recognises: mix", "docs/adapters.md")
+    assert not (tmp_path / "out").exists()
