@@ -91,7 +91,8 @@ def _describe(module: nn.Module, options: AdapterOptions):
     weight, attention, heads, squeeze = _parts(module)
     batchnorm = _batchnorm(module)
     if batchnorm is not None and options.attention_batchnorm is None:
-        raise InputError("an attention BatchNorm that the variant skips at batch 1 needs an explicit choice")
+        raise InputError("an attention BatchNorm that the variant skips at batch 1 needs an explicit choice",
+                         hint="pass attention_batchnorm='apply' or 'skip' (--attention-batchnorm)")
     temperature = _temperature(module)
     bias = getattr(module, "bias", None)
     return assemble_spec(
