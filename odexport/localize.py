@@ -21,7 +21,7 @@ from torch import nn
 from .graph import TensorGraph
 from .inputs import batches
 from .parity import Tolerance
-from .rewrite import find_following_batchnorms, find_odconv_layers
+from .rewrite import find_following_batchnorms, odconv_layer_paths
 from .runners import Runner
 
 
@@ -157,7 +157,7 @@ class _Recorder:
 def candidate_modules(model: nn.Module) -> list[str]:
     """Every named module except the root and the inside of ODConv layers: the lowering rewrites those,
     so equal names there need not mean equal computations."""
-    odconv = [layer.path for layer in find_odconv_layers(model)]
+    odconv = odconv_layer_paths(model)
     return [path for path, _ in model.named_modules()
             if path and not any(path.startswith(f"{layer}.") for layer in odconv if layer)]
 
@@ -165,7 +165,7 @@ def candidate_modules(model: nn.Module) -> list[str]:
 def folded_pairs(model: nn.Module, candidates: list[str]) -> dict[str, str]:
     """{convolution path: the BatchNorm reading only its output}: convert folds these into ODConv layers,
     and the ONNX exporter folds them into plain convolutions."""
-    odconv = {layer.path for layer in find_odconv_layers(model)}
+    odconv = set(odconv_layer_paths(model))
     modules = dict(model.named_modules())
     convolutions = [p for p in candidates if p in odconv or isinstance(modules[p], nn.modules.conv._ConvNd)]
     return find_following_batchnorms(model, convolutions) if convolutions else {}

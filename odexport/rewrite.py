@@ -79,6 +79,15 @@ def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) 
     return layers
 
 
+def odconv_layer_paths(model: nn.Module) -> list[str]:
+    """The paths of the layers an adapter recognises, outermost first (nothing is described)."""
+    claimed: list[str] = []
+    for path, module in model.named_modules():
+        if not _is_inside(path, claimed) and find_adapter(module) is not None:
+            claimed.append(path)
+    return claimed
+
+
 def find_unrecognised_layers(model: nn.Module) -> list[UnrecognisedLayer]:
     """Modules outside recognised layers that look like a dynamic convolution (adapters.unrecognised)."""
     claimed: list[str] = []
