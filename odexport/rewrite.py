@@ -222,10 +222,10 @@ def odconv_input_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tu
     """{ODConv layer path: shape of the input it receives} for one forward pass of ``example``."""
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
-    for layer in find_odconv_layers(model):
-        module = model.get_submodule(layer.path) if layer.path else model
+    for layer_path in odconv_layer_paths(model):
+        module = model.get_submodule(layer_path) if layer_path else model
 
-        def record(_module, args, path=layer.path):
+        def record(_module, args, path=layer_path):
             shapes[path] = tuple(args[0].shape)
 
         handles.append(module.register_forward_pre_hook(record))
