@@ -14,6 +14,7 @@ from torch import nn
 import odexport
 from odexport.adapters import AdapterOptions, find_adapter
 from odexport.errors import ExportError
+from odexport.lowering import get_lowering, list_lowerings
 from odexport.odconv import reference_forward
 from variants import randomize
 from variants.condconv import CondConv2d
@@ -42,7 +43,7 @@ VARIANTS = [
     Variant("condconv", lambda: CondConv2d(4, 6, 3, 1, 1, groups=2, num_experts=3), "condconv"),
     Variant("dyconv", lambda: Dynamic_conv2d(4, 6, 3, groups=2, K=3, temperature=4.0), "dyconv"),
 ]
-LOWERINGS = ("decomposed", "dynamic-weight", "custom-op")
+LOWERINGS = tuple(list_lowerings())
 IMGSZ = 12
 
 
@@ -77,7 +78,7 @@ def test_recognised_by_structure_and_described_exactly(variant):
 def test_every_lowering_matches_pytorch_in_both_runtimes(variant, lowering, tmp_path):
     module = built(variant)
     x = example(variant)
-    batch = 2 if lowering == "dynamic-weight" else None
+    batch = None if get_lowering(lowering).dynamic_batch else 2
     if lowering == "custom-op" and variant.adapter == "condconv":
         with pytest.raises(ExportError, match="sigmoid kernel attention"):
             odexport.convert(module, x, target="onnx", lowering=lowering, output=tmp_path / "out")
