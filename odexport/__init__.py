@@ -1,19 +1,21 @@
 """odexport: ODConv (and other dynamic-convolution) models to ONNX, ONNX Runtime and OpenVINO, with parity.
 
-``odexport.convert``, ``odexport.verify`` and ``odexport.inspect`` are the Python API (odexport/api.py),
-imported on first use so that ``import odexport`` stays light.
+``odexport.convert``, ``odexport.verify`` and ``odexport.inspect`` (odexport/api.py) and
+``odexport.profile`` (odexport/profiling) are the Python API, imported on first use so that
+``import odexport`` stays light.
 """
 
 from __future__ import annotations
 
-_API = ("convert", "verify", "inspect")
+import importlib
+
+# Public name -> the submodule that defines it.
+_API = {"convert": "api", "verify": "api", "inspect": "api", "profile": "profiling"}
 
 
 def __getattr__(name: str):
     if name in _API:
-        from . import api
-
-        return getattr(api, name)
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
     raise AttributeError(f"module 'odexport' has no attribute {name!r}")
 
 
