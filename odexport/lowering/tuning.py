@@ -70,6 +70,8 @@ def layer_signature(spec: ODConvSpec, input_shape: tuple[int, ...]) -> str:
         "heads": list(spec.head_sizes),
         "hidden": int(spec.fc_weight.shape[0]),
         "affine": [spec.out_scale is not None, spec.out_bias is not None],
+        "kernel_bias": spec.kernel_bias is not None,
+        "kernel_activation": spec.kernel_activation,
     }
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
