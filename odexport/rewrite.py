@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.fx
 from torch import nn
 
-from .adapters import AdapterOptions, UnrecognisedLayer, dynamic_conv_reason, find_adapter
+from .adapters import Adapter, AdapterOptions, UnrecognisedLayer, dynamic_conv_reason, find_adapter
 from .errors import InputError
 from .lowering import Lowering, get_lowering
 from .odconv import ODConvSpec, fold_following_batchnorm
@@ -41,6 +41,19 @@ def _is_inside(path: str, prefixes: list[str]) -> bool:
     return any(prefix == "" or path.startswith(prefix + ".") for prefix in prefixes)
 
 
+def _recognised_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, Adapter]]:
+    """(path, module, adapter) of every module an adapter recognises, outermost first; the inside of a
+    recognised module is not searched."""
+    claimed: list[str] = []
+    for path, module in model.named_modules():
+        if _is_inside(path, claimed):
+            continue
+        adapter = find_adapter(module)
+        if adapter is not None:
+            claimed.append(path)
+            yield path, module, adapter
+
+
 def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) -> list[ODConvLayer]:
     """Every ODConv layer of ``model``, outermost first; the inside of a recognised layer is not searched.
 
@@ -49,15 +62,8 @@ def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) 
     """
     options = options or AdapterOptions()
     layers: list[ODConvLayer] = []
-    claimed: list[str] = []
     undecided: list[str] = []
-    for path, module in model.named_modules():
-        if _is_inside(path, claimed):
-            continue
-        adapter = find_adapter(module)
-        if adapter is None:
-            continue
-        claimed.append(path)
+    for path, module, adapter in _recognised_modules(model):
         batchnorm = adapter.batch_dependent_batchnorm(module) if adapter.batch_dependent_batchnorm else None
         if batchnorm is not None and options.attention_batchnorm is None:
             undecided.append(path or "(the model)")
@@ -81,11 +87,7 @@ def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) 
 
 def odconv_layer_paths(model: nn.Module) -> list[str]:
     """The paths of the layers an adapter recognises, outermost first (nothing is described)."""
-    claimed: list[str] = []
-    for path, module in model.named_modules():
-        if not _is_inside(path, claimed) and find_adapter(module) is not None:
-            claimed.append(path)
-    return claimed
+    return [path for path, _, _ in _recognised_modules(model)]
 
 
 def find_unrecognised_layers(model: nn.Module) -> list[UnrecognisedLayer]:
@@ -111,14 +113,7 @@ def set_temperatures(model: nn.Module, value: float) -> list[str]:
     if not value > 0:
         raise InputError(f"temperature {value} is not positive", hint="attention logits are divided by it, e.g. 1.0")
     paths = []
-    claimed: list[str] = []
-    for path, module in model.named_modules():
-        if _is_inside(path, claimed):
-            continue
-        adapter = find_adapter(module)
-        if adapter is None:
-            continue
-        claimed.append(path)
+    for path, module, adapter in _recognised_modules(model):
         slot = adapter.temperature(module) if adapter.temperature else None
         if slot is not None:
             slot.set(float(value))
