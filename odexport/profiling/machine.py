@@ -6,17 +6,8 @@ import os
 import platform
 from pathlib import Path
 
+from ..lowering.tuning import cpu_model
 from ..manifest import versions
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list[str]:
