@@ -4,7 +4,6 @@ architecture with plain convolutions), as ratios to the twin at the same runtime
 
 from __future__ import annotations
 
-import json
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -15,11 +14,11 @@ import torch
 from torch import nn
 
 from ..console import Reporter, SilentReporter
-from ..errors import InputError, OdexportError, OutputError
+from ..errors import InputError, OdexportError
 from .machine import machine
 from .measure import Budget, Session, TorchSession, interleaved, runtime_session
 from .profile import DEFAULT_THREADS, Progress
-from .result import RunProfile, run_from_dict
+from .result import RunProfile, run_from_dict, write_json
 from .runtimes import RUNTIMES, RunOptions
 
 STATIC = "static twin"
@@ -57,13 +56,7 @@ class CompareReport:
                    tuple(data.get("notes", ())))
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        except OSError as error:
-            raise OutputError(f"cannot write {path}: {error.strerror}", hint="choose a writable --json path") from None
-        return path
+        return write_json(path, self.to_dict())
 
     def row(self, variant: str, key: str) -> CompareRow | None:
         """The row of ``variant`` at ``key`` ("openvino bf16 b1", see RunProfile.key)."""

@@ -12,6 +12,17 @@ from .layers import LayerBreakdown, LayerTime, NodeTime
 from .stats import LatencyStats
 
 
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write ``data`` as indented JSON, creating the parent directory; OutputError if it cannot."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror}", hint="choose a writable --json path") from None
+    return path
+
+
 @dataclass(frozen=True)
 class RunProfile:
     """One configuration measured.
@@ -67,13 +78,7 @@ class ProfileReport:
         return asdict(self)
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        except OSError as error:
-            raise OutputError(f"cannot write {path}: {error.strerror}", hint="choose a writable --json path") from None
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict) -> "ProfileReport":
