@@ -140,16 +140,10 @@ PRECISIONS = tuple(dict.fromkeys(p for runtime in RUNTIMES.values() for p in run
 
 
 def choose_runtimes(choice: str, model_file: Path) -> list[ProfilingRuntime]:
-    """"all": every runtime that reads the file; else the one named."""
-    able = [runtime for runtime in RUNTIMES.values() if model_file.suffix in runtime.reads]
-    if choice == "all":
-        return able
-    if choice not in RUNTIMES:
-        raise InputError(f"unknown runtime {choice!r}", hint=f"choose one of: {', '.join(RUNTIMES)}, all")
-    if RUNTIMES[choice] not in able:
-        raise InputError(f"{choice} cannot run {model_file.name} (it reads {', '.join(RUNTIMES[choice].reads)})",
-                         hint=f"use --runtime {' or '.join(r.name for r in able)}, or pass the artifact's .onnx")
-    return [RUNTIMES[choice]]
+    """"all": every runtime that reads the file; else the one named (verify's rules, over this registry)."""
+    from ..verification.runtimes import choose_runtimes as choose
+
+    return choose(choice, model_file, registry=RUNTIMES)
 
 
 def layer_breakdown(runtime: ProfilingRuntime, model_file: Path, options: RunOptions, shape: tuple[int, ...],

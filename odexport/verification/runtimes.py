@@ -59,19 +59,24 @@ RUNTIMES: dict[str, VerifyRuntime] = {
 }
 
 
-def choose_runtimes(choice: str | None, model_file: Path) -> list[VerifyRuntime]:
-    """None: the file's default runtime; "all": every runtime that reads it; else that runtime."""
-    able = [runtime for runtime in RUNTIMES.values() if model_file.suffix in runtime.reads]
+def choose_runtimes(choice: str | None, model_file: Path, registry: dict | None = None) -> list:
+    """None: the file's default runtime; "all": every runtime that reads it; else that runtime.
+
+    registry: {name: runtime with .name and .reads (file suffixes)}; verify's RUNTIMES by default
+    (profile has its own, with the same choosing rules).
+    """
+    runtimes = registry if registry is not None else RUNTIMES
+    able = [runtime for runtime in runtimes.values() if model_file.suffix in runtime.reads]
     if choice is None:
         return able[:1]
     if choice == "all":
         return able
-    if choice not in RUNTIMES:
-        raise InputError(f"unknown runtime {choice!r}", hint=f"choose one of: {', '.join(RUNTIMES)}, all")
-    if RUNTIMES[choice] not in able:
-        raise InputError(f"{choice} cannot run {model_file.name} (it reads {', '.join(RUNTIMES[choice].reads)})",
+    if choice not in runtimes:
+        raise InputError(f"unknown runtime {choice!r}", hint=f"choose one of: {', '.join(runtimes)}, all")
+    if runtimes[choice] not in able:
+        raise InputError(f"{choice} cannot run {model_file.name} (it reads {', '.join(runtimes[choice].reads)})",
                          hint=f"use --runtime {' or '.join(r.name for r in able)}, or pass the artifact's .onnx")
-    return [RUNTIMES[choice]]
+    return [runtimes[choice]]
 
 
 def build_runner(runtime: VerifyRuntime, model_file: Path) -> Runner:
