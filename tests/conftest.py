@@ -34,6 +34,25 @@ class CheckpointFactory:
 
 
 @pytest.fixture(scope="session")
+def tiny_model():
+    from strategies import tiny_od_net
+
+    return tiny_od_net()
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory, tiny_model) -> dict[str, Path]:
+    """{"onnx": dir, "openvino": dir} of TinyODNet (decomposed, dynamic batch, 32x32), converted once per
+    session without convert's own parity check (verify and profile are what use them); tests copy them
+    before damaging them."""
+    from odexport.conversion import convert_model
+
+    out = tmp_path_factory.mktemp("tiny")
+    return {target: convert_model(tiny_model, target=target, output=out / target, imgsz=32, verify=False).output_dir
+            for target in ("onnx", "openvino")}
+
+
+@pytest.fixture(scope="session")
 def official_checkpoint(tmp_path_factory) -> CheckpointFactory:
     return CheckpointFactory(tmp_path_factory.mktemp("checkpoints"))
 

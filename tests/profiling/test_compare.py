@@ -72,8 +72,8 @@ def quick_options():
     return ["-n", str(QUICK["iterations"]), "--time", str(QUICK["seconds"])]
 
 
-def test_cli_profile_writes_json_and_plot(tiny_profiled, tmp_path):
-    result = run_cli("profile", tiny_profiled["onnx"], "--runtime", "openvino", "--precision", "fp32,bf16", "--layers",
+def test_cli_profile_writes_json_and_plot(tiny_artifacts, tmp_path):
+    result = run_cli("profile", tiny_artifacts["onnx"], "--runtime", "openvino", "--precision", "fp32,bf16", "--layers",
                      "--top", "3", "--json", tmp_path / "p.json", "--plot", tmp_path / "p.png", *quick_options())
     assert result.exit_code == 0, result.stderr
     assert "median ms" in result.stdout and "odconv attention" in result.stdout
@@ -104,8 +104,8 @@ def test_cli_compare_on_a_checkpoint(official_checkpoint, tmp_path):
     (["{onnx}", "--compare"], "a comparison needs a checkpoint"),
     (["{onnx}", "--plot", "{tmp}/chart.jpg"], "written as PNG"),
 ])
-def test_cli_bad_input_exits_2(tiny_profiled, tmp_path, args, phrase):
-    values = {"missing": tmp_path / "missing.onnx", "onnx": tiny_profiled["onnx"], "tmp": tmp_path}
+def test_cli_bad_input_exits_2(tiny_artifacts, tmp_path, args, phrase):
+    values = {"missing": tmp_path / "missing.onnx", "onnx": tiny_artifacts["onnx"], "tmp": tmp_path}
     result = run_cli("profile", *[arg.format(**values) for arg in args], *quick_options())
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout

@@ -26,8 +26,8 @@ def assert_sane(run, batch: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def onnx_report(tiny_profiled):
-    return profile(tiny_profiled["onnx"], runtime="all", precisions=["fp32,bf16"], batch_sizes=["1,2"],
+def onnx_report(tiny_artifacts):
+    return profile(tiny_artifacts["onnx"], runtime="all", precisions=["fp32,bf16"], batch_sizes=["1,2"],
                    layers=True, layer_runs=3, **QUICK)
 
 
@@ -74,8 +74,8 @@ def test_plot_is_a_png(onnx_report, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_openvino_ir_with_throughput_hint(tiny_profiled):
-    report = profile(tiny_profiled["openvino"], hint="throughput", precisions=["bf16"], streams=2, **QUICK)
+def test_openvino_ir_with_throughput_hint(tiny_artifacts):
+    report = profile(tiny_artifacts["openvino"], hint="throughput", precisions=["bf16"], streams=2, **QUICK)
     (run,) = report.runs
     assert (run.runtime, run.precision, run.hint, run.streams) == ("openvino", "bf16", "throughput", 2)
     assert_sane(run, 1)
@@ -91,12 +91,12 @@ def test_openvino_ir_with_throughput_hint(tiny_profiled):
     ({"batch_sizes": ["0"]}, "not a positive int"),
     ({"imgsz": "64"}, "takes 32x32 inputs"),
 ])
-def test_bad_options_are_input_errors(tiny_profiled, kwargs, phrase):
+def test_bad_options_are_input_errors(tiny_artifacts, kwargs, phrase):
     with pytest.raises(InputError, match=phrase):
-        profile(tiny_profiled["onnx"], **{**QUICK, **kwargs})
+        profile(tiny_artifacts["onnx"], **{**QUICK, **kwargs})
 
 
-def test_fixed_batch_and_runtime_mismatches(tiny_profiled, tiny_model, tmp_path):
+def test_fixed_batch_and_runtime_mismatches(tiny_artifacts, tiny_model, tmp_path):
     from odexport.conversion import convert_model
 
     fixed = convert_model(tiny_model, target="onnx", output=tmp_path / "fixed", imgsz=SIZE, lowering="dynamic-weight",
@@ -104,7 +104,7 @@ def test_fixed_batch_and_runtime_mismatches(tiny_profiled, tiny_model, tmp_path)
     with pytest.raises(InputError, match="fixed batch of 2"):
         profile(fixed, batch_sizes=[1], **QUICK)
     with pytest.raises(InputError, match="cannot run model.xml"):
-        profile(tiny_profiled["openvino"], runtime="onnxruntime", **QUICK)
+        profile(tiny_artifacts["openvino"], runtime="onnxruntime", **QUICK)
     with pytest.raises(InputError, match="no such file"):
         profile(tmp_path / "missing.onnx", **QUICK)
 

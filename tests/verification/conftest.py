@@ -8,23 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from odexport.conversion import convert_checkpoint, convert_model
-from strategies import tiny_od_net
+from odexport.conversion import convert_checkpoint
 
-SIZE = 32
-
-
-@pytest.fixture(scope="session")
-def tiny_model():
-    return tiny_od_net()
-
-
-@pytest.fixture(scope="session")
-def tiny_artifacts(tmp_path_factory, tiny_model) -> dict[str, Path]:
-    """{"onnx": dir, "openvino": dir} of TinyODNet with a dynamic batch at 32x32."""
-    out = tmp_path_factory.mktemp("tiny")
-    return {target: convert_model(tiny_model, target=target, output=out / target, imgsz=SIZE, verify=False).output_dir
-            for target in ("onnx", "openvino")}
+SIZE = 32  # the size tiny_artifacts (tests/conftest.py) were converted at
 
 
 @pytest.fixture(scope="session")
