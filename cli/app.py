@@ -123,11 +123,7 @@ def inspect(
 
     def action() -> None:
         if checkpoint.suffix == ".onnx":
-            summary = summarize_onnx(checkpoint).to_dict()
-            if as_json:
-                sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-            else:
-                render.onnx_inspection(stdout, summary)
+            _show(summarize_onnx(checkpoint).to_dict(), as_json, render.onnx_inspection)
             return
         size = parse_imgsz(imgsz)
         try:
@@ -136,11 +132,7 @@ def inspect(
             whole = read_module(checkpoint, unsafe_pickle=unsafe_pickle)
             if whole is None or arch is not None:
                 raise
-            found = inspect_module(whole).to_dict()
-            if as_json:
-                sys.stdout.write(json.dumps(found, indent=2) + "\n")
-            else:
-                render.module_inspection(stdout, found)
+            _show(inspect_module(whole).to_dict(), as_json, render.module_inspection)
             return
         summary = summarize_model(loaded.model, size)
         report = {
@@ -152,12 +144,17 @@ def inspect(
             "sha256": loaded.sha256,
             "inferred": list(loaded.inferred),
         } | summary.to_dict()
-        if as_json:
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        else:
-            render.inspection(stdout, report)
+        _show(report, as_json, render.inspection)
 
     _run(action, debug)
+
+
+def _show(report: dict, as_json: bool, table: Callable) -> None:
+    """One JSON object on stdout, or the report rendered as tables."""
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        table(stdout, report)
 
 
 @app.command()
