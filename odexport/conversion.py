@@ -219,12 +219,15 @@ def convert_model(
     else:
         example = torch.zeros(fixed_batch or 1, 3, *size)
     if lowering == AUTO:
+        # A quantized artifact needs constant convolution weights to quantize.
+        candidates = auto_candidates(dynamic_batch=fixed_batch is None,
+                                     constant_weights=get_precision(precision).quantized)
         choose = MeasuredChooser(
-            odconv_input_shapes(model, example),
+            # Input shapes cost a forward pass; with one candidate there is nothing to time.
+            odconv_input_shapes(model, example) if len(candidates) > 1 else {},
             _timing_context(chosen_target, precision),
             chosen_target.timing_runner(precision),
-            # A quantized artifact needs constant convolution weights to quantize.
-            auto_candidates(dynamic_batch=fixed_batch is None, constant_weights=get_precision(precision).quantized),
+            candidates,
             reporter=reporter,
         )
     else:

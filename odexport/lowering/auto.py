@@ -66,7 +66,7 @@ class MeasuredChooser:
         if not cached:
             timings = time_layer(layer.spec, shape, self.candidates, self.make_runner)
             self.cache.put(self.context, signature, timings)
-            self.cache.save()
+            self.cache.save()  # after each layer: an interrupted conversion keeps what it measured
         timings = {c.name: timings[c.name] for c in self.candidates}
         choice = choose_fastest(timings, [c.name for c in self.candidates])
         self.timings[layer.path] = LayerTiming(signature, timings, choice, cached)
