@@ -5,7 +5,8 @@
 
 od_resnet18, od_resnet50 and od_mobilenetv2_100 at kernel_num 1 and 4, each next to its static twin
 measured in the same run (seeded weights: speed does not depend on the values), at batch 1 and 8
-(per-image time at 8), 224x224, 2 threads, in OpenVINO f32, OpenVINO bf16 and ONNX Runtime f32, through
+(per-image time at 8), 224x224, 2 threads, in OpenVINO f32, bf16 and int8 and ONNX Runtime f32 and int8 (int8
+files are quantized per variant, the twin too, with NNCF / ONNX Runtime defaults), through
 odexport.profiling.compare_models. Writes benchmarks/results/sweep.json, sweep.md (median latency, ratio
 to the static twin, and the distance to issue 7's targets) and sweep.png, stamped with the machine and its
 load: the machine may be shared, so compare ratios within one run, not absolute times across runs.
@@ -29,12 +30,18 @@ from odexport.profiling.plot import plot_ratios
 RESULTS = Path(__file__).parent / "results"
 # Issue 7's targets: the most a lowering may cost over the static twin (median latency at batch 1, and
 # per image at batch 8), by model and kernel_num, then runtime and precision (RunProfile.key without batch).
+# int8: within 3x of the twin quantized the same way (NNCF defaults), for every model.
+INT8_BOUND = {"openvino int8": 3.0}
 TARGETS: dict[tuple[str, int], dict[str, float]] = {
-    ("od_resnet18", 1): {"openvino fp32": 1.15, "openvino bf16": 1.6, "onnxruntime fp32": 1.3},
-    ("od_resnet18", 4): {"openvino fp32": 2.0, "openvino bf16": 3.0, "onnxruntime fp32": 2.5},
-    ("od_mobilenetv2_100", 1): {"openvino fp32": 1.3, "openvino bf16": 1.5, "onnxruntime fp32": 1.6},
-    ("od_mobilenetv2_100", 4): {"openvino fp32": 2.0, "openvino bf16": 3.0, "onnxruntime fp32": 2.5},
+    ("od_resnet18", 1): {"openvino fp32": 1.15, "openvino bf16": 1.6, "onnxruntime fp32": 1.3} | INT8_BOUND,
+    ("od_resnet18", 4): {"openvino fp32": 2.0, "openvino bf16": 3.0, "onnxruntime fp32": 2.5} | INT8_BOUND,
+    ("od_mobilenetv2_100", 1): {"openvino fp32": 1.3, "openvino bf16": 1.5, "onnxruntime fp32": 1.6} | INT8_BOUND,
+    ("od_mobilenetv2_100", 4): {"openvino fp32": 2.0, "openvino bf16": 3.0, "onnxruntime fp32": 2.5} | INT8_BOUND,
+    ("od_resnet50", 1): INT8_BOUND,
+    ("od_resnet50", 4): INT8_BOUND,
 }
+# ... and at least this much faster than the best of our fp32 lowerings for the same model, runtime and batch.
+INT8_SPEEDUP = 2.0
 
 
 def configuration(key: str) -> str:
@@ -134,7 +141,33 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
                          f"{twin.run.ms_per_image:.2f} | {best.variant} | {best.ratio:.2f}x | "
                          f"{'' if naive is None or naive.ratio is None else f'{naive.ratio:.2f}x'} | "
                          f"{'' if bound is None else f'≤ {bound}x'} | {gap} |")
+    speedups = int8_speedups(reports)
+    if speedups:
+        lines += ["", f"int8 against our own fp32 (target: at least {INT8_SPEEDUP}x faster, best lowering of each):", "",
+                  "| model | runtime | batch | best fp32 ms/image | best int8 ms/image | speed-up | gap |",
+                  "|---|---|---:|---:|---:|---:|---|"]
+        for model, runtime, batch, fp32, int8 in speedups:
+            speedup = fp32.run.ms_per_image / int8.run.ms_per_image
+            gap = "met" if speedup >= INT8_SPEEDUP else f"{INT8_SPEEDUP / speedup:.2f}x short"
+            lines.append(f"| {model} | {runtime} | {batch} | {fp32.run.ms_per_image:.2f} ({fp32.variant}) | "
+                         f"{int8.run.ms_per_image:.2f} ({int8.variant}) | {speedup:.2f}x | {gap} |")
     return "\n".join(lines) + "\n"
+
+
+def int8_speedups(reports: list[tuple[str, int, CompareReport]]) -> list[tuple]:
+    """(model, runtime, batch, best fp32 row, best int8 row) wherever a run measured both precisions."""
+    found = []
+    for arch, kernel_num, report in reports:
+        ours = [row for row in report.rows if row.variant not in (STATIC, NAIVE, EAGER)]
+        for key in dict.fromkeys(row.run.key for row in ours if row.run.precision == "int8"):
+            runtime, batch = key.split(" ")[0], key.rsplit(" ", 1)[1]
+            int8 = [row for row in ours if row.run.key == key]
+            fp32 = [row for row in ours if row.run.key == f"{runtime} fp32 {batch}"]
+            if int8 and fp32:
+                found.append((f"{arch} {kernel_num}x", runtime, int(batch.removeprefix("b")),
+                              min(fp32, key=lambda row: row.run.ms_per_image),
+                              min(int8, key=lambda row: row.run.ms_per_image)))
+    return found
 
 
 def update_readme(readme: Path, table: str) -> None:
@@ -168,7 +201,9 @@ def main() -> None:
     parser.add_argument("--kernel-nums", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--runtimes", nargs="+", default=["openvino", "onnxruntime"])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"],
+                        help="fp32 and bf16 are inference precisions; int8 quantizes every variant (twin included) "
+                             "with NNCF defaults on synthetic calibration images (OpenVINO and ONNX Runtime)")
     parser.add_argument("--lowerings", nargs="+", default=default_lowerings())
     parser.add_argument("--imgsz", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)

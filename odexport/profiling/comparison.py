@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..calibration import SYNTHETIC
 from ..console import Reporter, SilentReporter
 from ..errors import InputError, OdexportError
 from .machine import machine
@@ -22,6 +23,8 @@ from .result import RunProfile, run_from_dict, write_json
 from .runtimes import RUNTIMES, RunOptions
 
 STATIC = "static twin"
+# Calibration for a quantized comparison: enough for the quantizer's statistics; speed does not depend on them.
+CALIBRATION_IMAGES = 16
 NAIVE = "naive export"
 EAGER = "pytorch eager"
 
@@ -133,7 +136,8 @@ def compare_models(
         exporters = _exporters(model, twin, lowerings, naive, size, Path(work), reporter, notes)
         # Variants measured side by side share a group; a group's sessions are alive together and timed in
         # interleaved rounds, so the twin and each lowering see the same load.
-        groups = [(batch, runtime, precision, list(exporters)) for batch in batch_sizes for runtime in runtimes
+        groups = [(batch, runtime, precision, _variants(exporters, RUNTIMES[runtime], precision))
+                  for batch in batch_sizes for runtime in runtimes
                   for precision in precisions if precision in RUNTIMES[runtime].precisions]
         if eager:
             groups += [(batch, "pytorch", "fp32", [STATIC, EAGER]) for batch in batch_sizes]
@@ -200,13 +204,16 @@ def _exporters(model: nn.Module, twin: nn.Module, lowerings: list[str], naive: b
         def export(batch: int, runtime: str, precision: str) -> Path | None:
             fixed = None if dynamic else batch
             # One fp32 ONNX file serves every runtime and precision (the session sets the precision), except
-            # for auto, whose per-layer choice depends on both.
+            # for auto, whose per-layer choice depends on both, and for a quantized precision, which is written
+            # into the file (the twin quantized the same way, on the same synthetic calibration images).
             target, written, where = "onnx", "fp32", ""
-            if lowering == AUTO:
+            quantized = precision in RUNTIMES[runtime].quantized
+            if lowering == AUTO or quantized:
                 target, written, where = RUNTIMES[runtime].target, precision, f"{runtime} {precision}"
             return cached(variant, fixed, lambda out: convert_model(
                 source, target=target, output=out, imgsz=size, batch=fixed or "dynamic", lowering=lowering,
-                precision=written, verify=False).model_file, where)
+                precision=written, verify=False, calibration=SYNTHETIC if quantized else None,
+                calibration_size=CALIBRATION_IMAGES).model_file, where)
 
         return export
 
@@ -215,6 +222,12 @@ def _exporters(model: nn.Module, twin: nn.Module, lowerings: list[str], naive: b
     if naive:
         exporters[NAIVE] = lambda batch, *_: cached(NAIVE, batch, lambda out: naive_export(model, out, batch, size))
     return exporters
+
+
+def _variants(exporters: dict, runtime, precision: str) -> list[str]:
+    """The variants measured at ``precision``: the naive export is what users get without odexport, so it is
+    not quantized."""
+    return [variant for variant in exporters if not (variant == NAIVE and precision in runtime.quantized)]
 
 
 def naive_export(model: nn.Module, directory: Path, batch: int, size: tuple[int, int]) -> Path:

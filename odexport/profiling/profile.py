@@ -31,6 +31,7 @@ class _Unit:
     model_file: Path
     batches: tuple[int, ...]
     odconv_layers: tuple[str, ...]
+    precision: str = "fp32"  # what convert wrote (the manifest's precision)
 
 
 def profile(
@@ -73,21 +74,23 @@ def profile(
         if source.is_dir() or source.suffix in ARTIFACT_SUFFIXES:
             found = read_artifact(source)
             size = input_size_for(found, _parse_size(imgsz))
-            units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found))]
+            units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found),
+                           (found.manifest or {}).get("precision") or "fp32")]
         else:
             size = _parse_size(imgsz) or (224, 224)
             units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
         plan = []
         for unit in units:
             for chosen in choose_runtimes(runtime, unit.model_file):
-                offered = [p for p in options if p in chosen.precisions]
-                notes += [f"{chosen.name} does not offer {p}; skipped" for p in options if p not in chosen.precisions]
+                offered, skipped = _precisions_for(unit, chosen, options)
+                notes += skipped
                 if hint == "throughput" and chosen.parallel is None:
                     notes.append(f"{chosen.name} runs one request at a time: its images/s are batch / mean latency")
                 plan += [(unit, chosen, p, b) for p in offered for b in unit.batches]
         if not plan:
-            raise InputError(f"no runtime chosen offers precision {', '.join(options)}",
-                             hint="bf16 is an OpenVINO inference precision: add --runtime openvino or all")
+            raise InputError(f"nothing to measure at precision {', '.join(options)}: {'; '.join(dict.fromkeys(notes))}",
+                             hint="bf16 is an OpenVINO inference precision (add --runtime openvino or all); int8 is "
+                                  "written by convert --precision int8")
         runs: list[RunProfile] = []
         for index, (unit, chosen, precision, batch) in enumerate(plan):
             description = f"{chosen.name} {precision} batch {batch}"
@@ -106,6 +109,27 @@ def profile(
     return ProfileReport(str(source), model_files[0] if len(model_files) == 1 else ", ".join(model_files),
                          tuple(size), tuple(runs), machine(), units[0].odconv_layers,
                          tuple(dict.fromkeys(notes)))
+
+
+def _precisions_for(unit: _Unit, chosen, asked: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(the precisions to run ``unit`` at in runtime ``chosen``, notes on the ones left out).
+
+    A quantized precision lives in the file, not in the session: a quantized artifact runs at its own
+    precision only, and a float one cannot run quantized."""
+    if unit.precision in chosen.quantized:
+        ignored = [p for p in asked if p != unit.precision]
+        return [unit.precision], [f"{unit.model_file.name} is quantized to {unit.precision}: measured as written"
+                                  + (f" ({', '.join(ignored)} not applicable)" if ignored else "")]
+    offered, notes = [], []
+    for p in asked:
+        if p in chosen.quantized:
+            notes.append(f"{p} is written by convert, not chosen at run time: convert with --precision {p} and "
+                         f"profile that artifact, or use --compare (which quantizes every variant)")
+        elif p not in chosen.precisions:
+            notes.append(f"{chosen.name} does not offer {p} (skipped)")
+        else:
+            offered.append(p)
+    return offered, notes
 
 
 def _check_options(hint: str, threads, streams, iterations: int, seconds: float, warmup: int,

@@ -45,6 +45,9 @@ class ProfilingRuntime:
     node_times: Callable[[Path, RunOptions, tuple[int, ...], dict[str, np.ndarray], int, Path],
                          tuple[list[NodeTime], dict[str, str | None]]]
     target: str = "onnx"  # the convert target whose artifacts this runtime runs (auto times on it)
+    # Precisions that live in the artifact, not in the session: convert writes them (post-training
+    # quantization), and the session runs the file at the inference precision ``precisions`` maps them to.
+    quantized: tuple[str, ...] = ()
 
 
 # --- ONNX Runtime ---------------------------------------------------------------------------------------
@@ -132,9 +135,12 @@ def _openvino_nodes(model_file: Path, options: RunOptions, shape: tuple[int, ...
     return nodes, places(graph)
 
 
-ONNXRUNTIME = ProfilingRuntime("onnxruntime", (".onnx",), {"fp32": "fp32"}, _onnxruntime, None, _onnxruntime_nodes)
-OPENVINO = ProfilingRuntime("openvino", (".xml", ".onnx"), {"fp32": "f32", "bf16": "bf16"}, _openvino,
-                            _openvino_parallel, _openvino_nodes, target="openvino")
+ONNXRUNTIME = ProfilingRuntime("onnxruntime", (".onnx",), {"fp32": "fp32", "int8": "fp32"}, _onnxruntime, None,
+                               _onnxruntime_nodes, quantized=("int8",))
+# int8 runs at f32 inference precision: the quantized convolutions compute in int8 whatever the hint, and
+# what is left in float (ODConv's attention branch) computes in f32, for the twin and the ODConv model alike.
+OPENVINO = ProfilingRuntime("openvino", (".xml", ".onnx"), {"fp32": "f32", "bf16": "bf16", "int8": "f32"}, _openvino,
+                            _openvino_parallel, _openvino_nodes, target="openvino", quantized=("int8",))
 RUNTIMES: dict[str, ProfilingRuntime] = {runtime.name: runtime for runtime in (ONNXRUNTIME, OPENVINO)}
 PRECISIONS = tuple(dict.fromkeys(p for runtime in RUNTIMES.values() for p in runtime.precisions))
 

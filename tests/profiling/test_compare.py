@@ -100,7 +100,7 @@ def test_cli_compare_on_a_checkpoint(official_checkpoint, tmp_path):
     (["{onnx}", "--precision", "int4"], "unknown precision"),
     (["{onnx}", "--runtime", "tensorrt"], "unknown runtime"),
     (["{onnx}", "--hint", "fast"], "unknown performance hint"),
-    (["{onnx}", "--runtime", "onnxruntime", "--precision", "bf16"], "offers precision bf16"),
+    (["{onnx}", "--runtime", "onnxruntime", "--precision", "bf16"], "onnxruntime does not offer bf16"),
     (["{onnx}", "--compare"], "a comparison needs a checkpoint"),
     (["{onnx}", "--plot", "{tmp}/chart.jpg"], "written as PNG"),
 ])
@@ -112,3 +112,33 @@ def test_cli_bad_input_exits_2(tiny_artifacts, tmp_path, args, phrase):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[-2].startswith("error: ") and lines[-1].startswith("  hint: "), result.stderr
     assert phrase in result.stderr
+
+
+def _operation_types(ir_file) -> set[str]:
+    import openvino as ov
+
+    return {op.get_type_name() for op in ov.Core().read_model(str(ir_file)).get_ops()}
+
+
+def test_int8_compares_files_quantized_the_same_way(tiny_model, tmp_path):
+    from odexport.console import SilentReporter
+    from odexport.profiling.comparison import _exporters
+
+    notes: list[str] = []
+    exporters = _exporters(tiny_model, TinyTwin().eval(), ["decomposed"], True, (SIZE, SIZE), tmp_path,
+                           SilentReporter(), notes)
+    for variant in (STATIC, "decomposed"):
+        quantized = exporters[variant](1, "openvino", "int8")
+        assert quantized.suffix == ".xml" and "FakeQuantize" in _operation_types(quantized), variant
+        assert "FakeQuantize" not in _operation_types(exporters[variant](1, "openvino", "fp32")), variant
+    assert notes == []
+
+
+def test_int8_rows_leave_the_naive_export_out(tiny_model):
+    report = compare_models(tiny_model, TinyTwin().eval(), name="TinyODNet", twin_name="TinyTwin",
+                            runtimes=("openvino",), precisions=("int8",), batch_sizes=(1,), imgsz=SIZE,
+                            lowerings=["decomposed"], eager=False,
+                            budget=Budget(iterations=4, seconds=0.1, warmup=1, min_iterations=2), rounds=2)
+    assert {(row.variant, row.run.key) for row in report.rows} == {
+        (STATIC, "openvino int8 b1"), ("decomposed", "openvino int8 b1")}
+    assert all(row.ratio > 0 for row in report.rows)

@@ -37,7 +37,7 @@ def test_every_runtime_precision_and_batch_is_measured(onnx_report):
                     "openvino bf16 b1", "openvino bf16 b2"]
     for run in onnx_report.runs:
         assert_sane(run, run.batch)
-    assert onnx_report.notes == ("onnxruntime does not offer bf16; skipped",)
+    assert onnx_report.notes == ("onnxruntime does not offer bf16 (skipped)",)
     assert onnx_report.odconv_layers == LAYERS
     assert onnx_report.machine["logical_cores"] >= 1 and onnx_report.machine["versions"]["openvino"]
 
@@ -83,7 +83,8 @@ def test_openvino_ir_with_throughput_hint(tiny_artifacts):
 
 
 @pytest.mark.parametrize("kwargs, phrase", [
-    ({"runtime": "onnxruntime", "precisions": ["bf16"]}, "offers precision bf16"),
+    ({"runtime": "onnxruntime", "precisions": ["bf16"]}, "onnxruntime does not offer bf16"),
+    ({"precisions": ["int8"]}, "int8 is written by convert"),
     ({"precisions": ["int4"]}, "unknown precision"),
     ({"runtime": "tensorrt"}, "unknown runtime"),
     ({"hint": "fast"}, "unknown performance hint"),
@@ -107,6 +108,16 @@ def test_fixed_batch_and_runtime_mismatches(tiny_artifacts, tiny_model, tmp_path
         profile(tiny_artifacts["openvino"], runtime="onnxruntime", **QUICK)
     with pytest.raises(InputError, match="no such file"):
         profile(tmp_path / "missing.onnx", **QUICK)
+
+
+def test_an_int8_artifact_is_measured_as_written(tiny_model, tmp_path):
+    from odexport.conversion import convert_model
+
+    quantized = convert_model(tiny_model, target="openvino", output=tmp_path / "int8", imgsz=SIZE, precision="int8",
+                              calibration="synthetic", calibration_size=4, verify=False).output_dir
+    report = profile(quantized, precisions=["fp32"], **QUICK)
+    assert [run.key for run in report.runs] == ["openvino int8 b1"]
+    assert any("quantized to int8" in note for note in report.notes)
 
 
 def test_a_checkpoint_is_converted_on_the_fly(official_checkpoint):
