@@ -57,12 +57,12 @@ class DecomposedODConv(nn.Module):
                 taps.append(padded[:, :, i * dil_h:end_h:stride_h, j * dil_w:end_w:stride_w])
         return torch.stack(taps, dim=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]"""
+    def forward(self, x: Tensor, routing: Tensor | None = None) -> Tensor:
+        """x: [B, C_in, H, W], routing: [B, n] for a routed layer -> [B, C_out, H_out, W_out]"""
         spec = self.spec
         batch = x.shape[0]
         g, n, c_out = spec.groups, spec.kernel_num, spec.out_channels
-        att = self.attention(x)
+        att = self.attention(x, routing)
         x = scale_channels(x, att)
         if self.uses_im2col:
             taps = self._taps(x) * att.spatial.reshape(batch, -1, 1, 1, 1)
