@@ -9,18 +9,23 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
 
 import odexport
 from odexport.adapters import AdapterOptions, find_adapter
 from odexport.errors import ExportError
+from odexport.lowering import get_lowering
 from odexport.lowering.auto import AUTO_CANDIDATES
 from odexport.odconv import AttentionBranch, reference_forward
 from odexport.rewrite import find_unrecognised_layers, lower_model
 from variants import randomize
-from variants.timm_condconv import CondConvNet, RoutedCondConv
+from strategies import layer_cases
+from variants.timm_condconv import CondConv2d, CondConvNet, RoutedCondConv
 
 BLOCK_LAYERS = ("conv_pw", "conv_dw", "conv_pwl")
 LAYER_PATHS = [f"blocks.{block}.{name}" for block in range(3) for name in BLOCK_LAYERS]
+# The lowerings that write a routed layer (custom-op's node computes its own attention).
+ROUTED_LOWERINGS = ("decomposed", "dynamic-weight", "folded-weight")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,22 @@ def test_each_layer_is_described_exactly_given_its_routing(net, path):
     assert (actual - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
     with pytest.raises(TypeError, match="routed layer takes"):
         AttentionBranch(spec)(x)
+
+
+@pytest.mark.parametrize("lowering", ROUTED_LOWERINGS)
+@settings(max_examples=25, deadline=None)
+@given(case=layer_cases())
+def test_every_routed_lowering_matches_the_layer_over_shapes(lowering, case):
+    layer = randomize(CondConv2d(case.in_channels, case.out_channels, case.kernel_size, case.stride, case.padding,
+                                 case.dilation, case.groups, bias=case.seed % 2 == 0, num_experts=case.kernel_num),
+                      seed=case.seed)
+    generator = torch.Generator().manual_seed(case.seed)
+    x = torch.randn(case.batch, case.in_channels, case.height, case.width, generator=generator)
+    routing = torch.rand(case.batch, case.kernel_num, generator=generator)
+    lowered = get_lowering(lowering).build(find_adapter(layer).describe(layer, AdapterOptions())).eval()
+    with torch.no_grad():
+        expected, actual = layer(x, routing), lowered(x, routing)
+    assert (actual - expected).abs().max().item() <= 1e-4 * max(expected.abs().max().item(), 1e-2)
 
 
 def test_the_layers_are_recognised_and_their_batchnorms_fold(net):
