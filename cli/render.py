@@ -72,6 +72,8 @@ def module_inspection(console: Console, found: dict) -> None:
             notes.append("bias per kernel")
         if layer["epilogue"]:
             notes.append(f"then {layer['epilogue']}")
+        if layer["kernel_attention"] == "given":
+            notes.append("routing given by the caller")
         if layer["path"] in found["undecided"]:
             notes.append("attention BatchNorm skipped at batch 1: choose --attention-batchnorm")
         temperature = "-" if layer["temperature"] is None else f"{layer['temperature']:g}"

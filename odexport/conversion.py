@@ -347,7 +347,8 @@ def layer_record(layer: ODConvLayer) -> dict:
     """One recognised layer as the manifest and inspect show it."""
     return {"path": layer.path, "adapter": layer.adapter, "lowering": layer.lowering,
             "attentions": list(layer.spec.active_attentions), "kernel_num": layer.spec.kernel_num,
-            "kernel_bias": layer.spec.kernel_bias is not None, "folded_batchnorm": layer.folded_batchnorm,
+            "kernel_bias": layer.spec.kernel_bias is not None, "kernel_attention": layer.spec.kernel_attention,
+            "folded_batchnorm": layer.folded_batchnorm,
             "epilogue": None if layer.epilogue is None else type(layer.epilogue).__name__,
             "temperature": layer.temperature, "attention_batchnorm": layer.attention_batchnorm}
 

@@ -1,11 +1,12 @@
 """Adapters: recognise a dynamic convolution by structure and describe it as an ODConvSpec.
 
 One file per variant; they are registered here, the most specific first (a fused ODConv + BatchNorm +
-activation block before the bare official layer, which would otherwise claim it and lose its BatchNorm). docs/adapters.md says how to
-write one.
+activation block before the bare official layer, which would otherwise claim it and lose its BatchNorm;
+the routed CondConv before the self-routed one). docs/adapters.md says how to write one.
 """
 
 from .condconv import CONDCONV
+from .condconv_routed import CONDCONV_ROUTED
 from .dyconv import DYCONV
 from .fused import FUSED
 from .linear_heads import LINEAR_HEADS
@@ -21,7 +22,7 @@ from .registry import (
 )
 from .unrecognised import UnrecognisedLayer, dynamic_conv_reason
 
-for _adapter in (FUSED, OFFICIAL, LINEAR_HEADS, DYCONV, CONDCONV):
+for _adapter in (FUSED, OFFICIAL, LINEAR_HEADS, DYCONV, CONDCONV_ROUTED, CONDCONV):
     register_adapter(_adapter)
 
 __all__ = [

@@ -121,3 +121,38 @@ def kernel_stack(module: nn.Module) -> nn.Parameter | None:
     """The module's own 5-D parameter [n, C_out, C_in/g, k, k] (the stack of candidate kernels), if any."""
     weight = getattr(module, "weight", None)
     return weight if isinstance(weight, nn.Parameter) and weight.dim() == 5 else None
+
+
+def routed_spec(
+    *,
+    weight: Tensor,
+    in_channels: int,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    kernel_bias: Tensor | None = None,
+) -> ODConvSpec:
+    """The ODConvSpec of a layer whose kernel attention its caller gives (routing computed outside it).
+
+    weight: [n, C_out, C_in/g, k, k]; kernel_bias: [n, C_out] or None. No attention branch: empty
+    squeeze and head tensors, head sizes (0, 0, 0, n).
+    """
+    n, out_channels, in_per_group, k, _ = weight.shape
+    return ODConvSpec(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=in_channels // in_per_group,
+        kernel_num=n,
+        weight=weight.detach().clone(),
+        fc_weight=torch.zeros(0, in_channels),
+        fc_bias=torch.zeros(0),
+        head_weight=torch.zeros(0, 0),
+        head_bias=torch.zeros(0),
+        head_sizes=(0, 0, 0, n),
+        kernel_bias=None if kernel_bias is None else kernel_bias.detach().clone(),
+        kernel_attention="given",
+    )

@@ -32,6 +32,11 @@ ATTRIBUTES = {"strides": _INTS, "pads": _INTS, "dilations": _INTS, "group": _INT
 
 def node_attributes(spec: ODConvSpec) -> dict[str, int | list[int]]:
     """The ODConv2d attributes of a layer (pads in ONNX order: begin H, begin W, end H, end W)."""
+    if spec.routed:
+        # The node computes its attention from x (docs/custom-op.md); routing from outside would need a
+        # node input and a new domain version.
+        raise ExportError("custom-op cannot write a layer whose kernel attention is given by its caller "
+                          "(routed CondConv)", hint="use --lowering decomposed, dynamic-weight or folded-weight")
     if spec.head_sizes[3] == 0 and spec.kernel_num > 1:
         # The node reads an absent kernel head as a softmax over n zero logits (1/n each), which is
         # the identity only for a single kernel; a plain sum of n kernels has no encoding.

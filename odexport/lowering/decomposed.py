@@ -65,12 +65,12 @@ class DecomposedODConv(nn.Module):
             columns = columns.reshape(batch, -1, height, width)
         return columns
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]"""
+    def forward(self, x: Tensor, routing: Tensor | None = None) -> Tensor:
+        """x: [B, C_in, H, W], routing: [B, n] for a routed layer -> [B, C_out, H_out, W_out]"""
         spec = self.spec
         batch = x.shape[0]
         g, n, c_out = spec.groups, spec.kernel_num, spec.out_channels
-        att = self.attention(x)
+        att = self.attention(x, routing)
         x = scale_channels(x, att)
         if self.uses_im2col:
             y = F.conv2d(self._columns(x, att.spatial), self.stacked_weight, self.stacked_bias, 1, 0, 1, g)

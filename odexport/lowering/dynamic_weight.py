@@ -34,11 +34,12 @@ class DynamicWeightODConv(nn.Module):
         self.attention = AttentionBranch(spec)
         self.register_buffer("weight", spec.weight.clone())
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]; B is fixed at export."""
+    def forward(self, x: Tensor, routing: Tensor | None = None) -> Tensor:
+        """x: [B, C_in, H, W], routing: [B, n] for a routed layer -> [B, C_out, H_out, W_out]; B is
+        fixed at export."""
         spec = self.spec
         batch, _, height, width = x.shape
-        att = self.attention(x)
+        att = self.attention(x, routing)
         folded = self.fold_activation_attentions
         if not folded:
             x = scale_channels(x, att)

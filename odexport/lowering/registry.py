@@ -17,7 +17,8 @@ class Lowering:
     """A way to write one ODConv layer in exportable operations.
 
     build(spec) returns a module with ``forward(x: [B, C_in, H, W]) -> [B, C_out, H_out, W_out]`` whose
-    trace exports to ONNX; ``dynamic_batch`` says whether one export serves every batch size, and
+    trace exports to ONNX (``forward(x, routing: [B, n])`` for a routed spec, or an ExportError from
+    build when the lowering cannot write one); ``dynamic_batch`` says whether one export serves every batch size, and
     ``constant_weights`` whether every convolution weight is an initializer (runtimes pre-pack and
     quantize only those). ``finalize_onnx``, when given, rewrites the exported ONNX model before it is
     checked and saved (e.g. to attach function bodies to custom-domain nodes).

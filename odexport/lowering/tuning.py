@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..odconv import ODConvSpec
 from .registry import Lowering
@@ -72,6 +73,7 @@ def layer_signature(spec: ODConvSpec, input_shape: tuple[int, ...]) -> str:
         "affine": [spec.out_scale is not None, spec.out_bias is not None],
         "kernel_bias": spec.kernel_bias is not None,
         "kernel_activation": spec.kernel_activation,
+        "kernel_attention": spec.kernel_attention,
     }
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
@@ -120,6 +122,31 @@ class LayerTiming:
     cached: bool
 
 
+class RoutedProbe(nn.Module):
+    """A routed layer alone, as one graph with one input: it is fed a routing computed from x.
+
+    The routing must be a run-time tensor (a constant one would let the exporter fold the kernel
+    aggregation away and flatter the run-time-weight lowerings); computing it from x keeps the graph's
+    single input, and its cost (a mean over x, a Sigmoid on [B, n]) is the same for every candidate.
+    """
+
+    def __init__(self, layer: nn.Module, kernel_num: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("offsets", torch.linspace(-1.0, 1.0, kernel_num))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]"""
+        routing = torch.sigmoid(x.mean(dim=(1, 2, 3)).unsqueeze(1) + self.offsets)  # [B, n]
+        return self.layer(x, routing)
+
+
+def timing_module(spec: ODConvSpec, lowering: Lowering) -> nn.Module:
+    """The one-layer module `auto` exports to time ``lowering`` on ``spec``: forward(x) -> y."""
+    layer = lowering.build(spec)
+    return (RoutedProbe(layer, spec.kernel_num) if spec.routed else layer).eval()
+
+
 def time_layer(
     spec: ODConvSpec,
     input_shape: tuple[int, ...],
@@ -140,7 +167,7 @@ def time_layer(
         runners = {}
         for lowering in candidates:
             path = Path(work) / f"{lowering.name}.onnx"
-            export_onnx(lowering.build(spec).eval(), path, example, dynamic_batch=False,
+            export_onnx(timing_module(spec, lowering), path, example, dynamic_batch=False,
                         finalize=lowering.finalize_onnx)
             runners[lowering.name] = make_runner(path)
         samples: dict[str, list[float]] = {name: [] for name in runners}

@@ -5,6 +5,9 @@ formula that a lowering must reproduce is :func:`reference_forward`:
 
     y[b] = filter[b] * (conv(channel[b] * x[b], sum_n kernel[b, n] * spatial[b] * W[n])
                         + sum_n kernel[b, n] * kernel_bias[n])
+
+where the kernel attention is computed from x, or, for a routed layer (spec.routed), given by the
+caller: every forward here takes ``(x, routing=None)``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class Attentions(NamedTuple):
 class AttentionBranch(nn.Module):
     """GAP -> fc (BatchNorm folded) -> ReLU -> merged heads (temperature folded) -> sigmoid / softmax.
 
-    The constants are buffers so that an exported graph carries them as initializers.
+    The constants are buffers so that an exported graph carries them as initializers. A routed layer's
+    branch computes nothing: its kernel attention is the routing the caller gives.
     """
 
     def __init__(self, spec: ODConvSpec) -> None:
@@ -46,9 +50,15 @@ class AttentionBranch(nn.Module):
         self.register_buffer("head_bias", spec.head_bias.clone())
         self.head_sizes = spec.head_sizes
         self.kernel_activation = spec.kernel_activation
+        self.routed = spec.routed
 
-    def forward(self, x: Tensor) -> Attentions:
-        """x: [B, C_in, H, W]"""
+    def forward(self, x: Tensor, routing: Tensor | None = None) -> Attentions:
+        """x: [B, C_in, H, W]; routing: [B, n], the kernel attention of a routed layer (None otherwise)"""
+        if self.routed != (routing is not None):
+            raise TypeError("a routed layer takes (x, routing) and a layer that computes its attention takes x"
+                            f" alone; got routing={'None' if routing is None else list(routing.shape)}")
+        if routing is not None:
+            return Attentions(None, None, None, routing)
         pooled = x.mean(dim=(2, 3))
         hidden = F.relu(F.linear(pooled, self.fc_weight, self.fc_bias))
         logits = F.linear(hidden, self.head_weight, self.head_bias)
@@ -137,12 +147,12 @@ def aggregate_weights(
 
 
 @torch.no_grad()
-def reference_forward(spec: ODConvSpec, x: Tensor) -> Tensor:
+def reference_forward(spec: ODConvSpec, x: Tensor, routing: Tensor | None = None) -> Tensor:
     """The defining formula, one sample at a time (slow; for tests and as documentation).
 
-    x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]
+    x: [B, C_in, H, W], routing: [B, n] for a routed layer -> [B, C_out, H_out, W_out]
     """
-    attentions = AttentionBranch(spec)(x)
+    attentions = AttentionBranch(spec)(x, routing)
     kernels = aggregate_weights(spec, spec.weight, attentions)
     biases = aggregate_kernel_bias(spec, attentions, x.shape[0])
     scaled = scale_channels(x, attentions)

@@ -21,6 +21,7 @@ from variants.condconv import CondConv2d
 from variants.dyconv import Dynamic_conv2d
 from variants.fused import ODConvBNAct, WrappedODConv
 from variants.linear_heads import LinearHeadODConv
+from variants.timm_condconv import RoutedCondConv
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Variant:
     in_channels: int = 4
     path: str = ""
     attention_batchnorm: str | None = None
+    # For a layer routed by its caller: (built module, x) -> the routing [B, n] the layer receives.
+    routing: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
 
 
 VARIANTS = [
@@ -42,6 +45,8 @@ VARIANTS = [
             attention_batchnorm="skip"),
     Variant("condconv", lambda: CondConv2d(4, 6, 3, 1, 1, groups=2, num_experts=3), "condconv"),
     Variant("dyconv", lambda: Dynamic_conv2d(4, 6, 3, groups=2, K=3, temperature=4.0), "dyconv"),
+    Variant("condconv-routed", lambda: RoutedCondConv(4, 6, 3, 1, groups=2, num_experts=3), "condconv-routed",
+            path="conv", routing=lambda module, x: module.routing(x)),
 ]
 LOWERINGS = tuple(list_lowerings())
 IMGSZ = 12
@@ -64,9 +69,12 @@ def test_recognised_by_structure_and_described_exactly(variant):
     assert adapter is not None and adapter.name == variant.adapter
     x = example(variant, batch=3)
     spec = adapter.describe(layer, AdapterOptions(variant.attention_batchnorm))
+    routing = None if variant.routing is None else variant.routing(module, x)
+    inputs = (x,) if routing is None else (x, routing)
     with torch.no_grad():
-        expected = layer(x) if variant.attention_batchnorm != "skip" else torch.cat([layer(x[i:i + 1]) for i in range(3)])
-        actual = reference_forward(spec, x)
+        expected = layer(*inputs) if variant.attention_batchnorm != "skip" else torch.cat(
+            [layer(x[i:i + 1]) for i in range(3)])
+        actual = reference_forward(spec, x, routing)
         if adapter.epilogue and adapter.epilogue(layer) is not None:
             actual = adapter.epilogue(layer)(actual)
     error = (actual - expected).abs().max().item()
@@ -79,6 +87,10 @@ def test_every_lowering_matches_pytorch_in_both_runtimes(variant, lowering, tmp_
     module = built(variant)
     x = example(variant)
     batch = None if get_lowering(lowering).dynamic_batch else 2
+    if lowering == "custom-op" and variant.routing is not None:
+        with pytest.raises(ExportError, match="given by its caller"):
+            odexport.convert(module, x, target="onnx", lowering=lowering, output=tmp_path / "out")
+        return
     if lowering == "custom-op" and variant.adapter == "condconv":
         with pytest.raises(ExportError, match="sigmoid kernel attention"):
             odexport.convert(module, x, target="onnx", lowering=lowering, output=tmp_path / "out")
