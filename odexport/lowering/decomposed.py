@@ -56,8 +56,10 @@ class DecomposedODConv(nn.Module):
         spec = self.spec
         batch, g = x.shape[0], spec.groups
         taps = [F.conv2d(x, self.tap_kernels[t], None, spec.stride, spec.padding, spec.dilation, spec.in_channels)
-                * spatial[:, t].reshape(batch, 1, 1, 1) for t in range(spec.kernel_size ** 2)]
-        columns = torch.cat(taps, dim=1)
+                for t in range(spec.kernel_size ** 2)]
+        # One multiply over all columns (each tap's scale repeated over its channels), not one per tap.
+        scale = spatial.reshape(batch, -1, 1).expand(batch, len(taps), spec.in_channels)
+        columns = torch.cat(taps, dim=1) * scale.reshape(batch, -1, 1, 1)
         if g > 1:
             # Sizes read from the traced tensor stay symbolic in the export (dynamic H and W).
             height, width = columns.shape[2], columns.shape[3]
