@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .lowering.custom_op import DOMAIN, OP_TYPE
+from .lowering.custom_op import DEFAULTS, DOMAIN, KERNEL_ACTIVATION_CODES, OP_TYPE
 
 
 def odconv_conversion_extension():
@@ -30,6 +30,7 @@ def inline_odconv_functions(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with every ODConv2d node replaced by its function body (plain opset-17 ops)."""
     import onnx.inliner
 
+    model = _with_default_attributes(model)
     inlined = onnx.inliner.inline_selected_functions(model, [(DOMAIN, OP_TYPE)])
     # The inliner writes a missing optional input (ODConv2d's bias) as "". That means "absent" in ONNX,
     # but OpenVINO's Gemm converter reads a trailing "" as a real input; a shorter input list means
@@ -38,6 +39,22 @@ def inline_odconv_functions(model: onnx.ModelProto) -> onnx.ModelProto:
         while node.input and not node.input[-1]:
             node.input.pop()
     return inlined
+
+
+def _with_default_attributes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose ODConv2d nodes spell out every attribute the function declares a default for.
+
+    onnx.inliner (1.23) ignores a function's attribute defaults: an attribute left off the node leaves
+    the body's referencing node without its value (a Constant with no value).
+    """
+    defaults = [attribute for function in model.functions if (function.domain, function.name) == (DOMAIN, OP_TYPE)
+                for attribute in function.attribute_proto]
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for node in model.graph.node:
+        if (node.domain, node.op_type) == (DOMAIN, OP_TYPE):
+            given = {attribute.name for attribute in node.attribute}
+            node.attribute.extend(default for default in defaults if default.name not in given)
+    return model
 
 
 def _convert_odconv2d(node) -> list:
@@ -79,7 +96,11 @@ def _convert_odconv2d(node) -> list:
     columns = ops.reshape(columns, group_shape, special_zero=False)  # [B, g, C/g*k*k, Ho*Wo]
 
     flat_weight = ops.reshape(weight, np.array([n, -1], dtype=np.int64), special_zero=False)
-    kernel = None if kernel_logits is None else ops.softmax(kernel_logits, 1)  # [B, n]
+    # Version-1 files have no kernel_activation attribute: the default (softmax) is what they mean.
+    sigmoid_kernel = node.get_attribute("kernel_activation", DEFAULTS["kernel_activation"]) == KERNEL_ACTIVATION_CODES["sigmoid"]
+    kernel = None  # [B, n]
+    if kernel_logits is not None:
+        kernel = ops.sigmoid(kernel_logits) if sigmoid_kernel else ops.softmax(kernel_logits, 1)
     if kernel is None:
         kernels = flat_weight  # [1, O*C/g*k*k], broadcast over the batch by the MatMul below
     else:

@@ -20,14 +20,19 @@ from .registry import register_lowering
 
 DOMAIN = "ai.odexport"
 OP_TYPE = "ODConv2d"
-DOMAIN_VERSION = 1
+# Version 2 added the optional kernel_activation attribute (docs/custom-op.md: "Versions").
+DOMAIN_VERSION = 2
 FUNCTION_OPSET = 17
 # bias and kernel_bias are optional; a node with a kernel_bias always has a bias (zeros when the layer has none).
 INPUTS = ("x", "weight", "fc_weight", "fc_bias", "head_weight", "head_bias", "bias", "kernel_bias")
 OUTPUTS = ("y",)
 _INTS, _INT = AttributeProto.INTS, AttributeProto.INT
 ATTRIBUTES = {"strides": _INTS, "pads": _INTS, "dilations": _INTS, "group": _INT, "kernel_num": _INT,
-              "head_sizes": _INTS}
+              "head_sizes": _INTS, "kernel_activation": _INT}
+# Optional attributes and the value a node without them means; the function declares these defaults.
+DEFAULTS = {"kernel_activation": 0}
+# kernel_activation: how the kernel logits become kernel weights.
+KERNEL_ACTIVATION_CODES = {"softmax": 0, "sigmoid": 1}
 
 
 def node_attributes(spec: ODConvSpec) -> dict[str, int | list[int]]:
@@ -42,15 +47,15 @@ def node_attributes(spec: ODConvSpec) -> dict[str, int | list[int]]:
         # the identity only for a single kernel; a plain sum of n kernels has no encoding.
         raise ExportError(f"custom-op cannot write {spec.kernel_num} kernels without a kernel attention",
                           hint="use --lowering decomposed for this model")
-    if spec.kernel_activation != "softmax":
-        # The node's kernel attention is a softmax (docs/custom-op.md); CondConv's sigmoid routing
-        # would need a new attribute and domain version.
-        raise ExportError(f"custom-op cannot write a {spec.kernel_activation} kernel attention (CondConv routing)",
-                          hint="use --lowering decomposed or dynamic-weight for this model")
     pad_h, pad_w = spec.padding
-    return {"strides": list(spec.stride), "pads": [pad_h, pad_w, pad_h, pad_w],
-            "dilations": list(spec.dilation), "group": spec.groups, "kernel_num": spec.kernel_num,
-            "head_sizes": list(spec.head_sizes)}
+    attributes = {"strides": list(spec.stride), "pads": [pad_h, pad_w, pad_h, pad_w],
+                  "dilations": list(spec.dilation), "group": spec.groups, "kernel_num": spec.kernel_num,
+                  "head_sizes": list(spec.head_sizes)}
+    # Written only when it differs from the default, so softmax layers stay version-1 nodes; without a
+    # kernel head the kernel attention is exactly 1 whatever its activation.
+    if spec.head_sizes[3] and spec.kernel_activation != "softmax":
+        attributes["kernel_activation"] = KERNEL_ACTIVATION_CODES[spec.kernel_activation]
+    return attributes
 
 
 def folded_weight_and_bias(spec: ODConvSpec) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -163,7 +168,12 @@ def odconv2d_function() -> onnx.FunctionProto:
     channel = pad_to(op("Sigmoid", channel_logits), op("Shape", x, start=1, end=2), one)  # [B, C]
     filter_ = pad_to(op("Sigmoid", filter_logits), out_channels, one)  # [B, O]
     spatial = pad_to(op("Sigmoid", spatial_logits), taps, one)  # [B, k*k]
-    kernel = op("Softmax", pad_to(kernel_logits, n, None), axis=1)  # [B, n]
+    # The kernel attention's activation is an attribute and a body cannot branch on one: both are
+    # computed on the tiny [B, n] logits and Where picks (a scalar condition broadcast over the batch).
+    kernel_logits = pad_to(kernel_logits, n, None)
+    is_sigmoid = op("Equal", op("Constant", refs={"value_int": "kernel_activation"}),
+                    op("Constant", value_int=KERNEL_ACTIVATION_CODES["sigmoid"]))
+    kernel = op("Where", is_sigmoid, op("Sigmoid", kernel_logits), op("Softmax", kernel_logits, axis=1))  # [B, n]
 
     # im2col for any k, stride, padding and dilation: each input plane convolved with k*k one-hot
     # kernels (rows of an identity) gives the plane's value under each kernel tap.
@@ -197,7 +207,8 @@ def odconv2d_function() -> onnx.FunctionProto:
 
     return helper.make_function(
         DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), op.nodes,
-        [helper.make_opsetid("", FUNCTION_OPSET)], attributes=list(ATTRIBUTES),
+        [helper.make_opsetid("", FUNCTION_OPSET)], attributes=[name for name in ATTRIBUTES if name not in DEFAULTS],
+        attribute_protos=[helper.make_attribute(name, value) for name, value in DEFAULTS.items()],
         doc_string="ODConv (omni-dimensional dynamic convolution), specified in odexport docs/custom-op.md",
     )
 

@@ -91,10 +91,6 @@ def test_every_lowering_matches_pytorch_in_both_runtimes(variant, lowering, tmp_
         with pytest.raises(ExportError, match="given by its caller"):
             odexport.convert(module, x, target="onnx", lowering=lowering, output=tmp_path / "out")
         return
-    if lowering == "custom-op" and variant.adapter == "condconv":
-        with pytest.raises(ExportError, match="sigmoid kernel attention"):
-            odexport.convert(module, x, target="onnx", lowering=lowering, output=tmp_path / "out")
-        return
     result = odexport.convert(module, x, target="onnx", lowering=lowering, batch=batch, output=tmp_path / "out",
                               attention_batchnorm=variant.attention_batchnorm, preprocessing=None)
     assert result.parity.passed, result.parity.summary()

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from odexport.conversion import convert_model
 from odexport.export import export_onnx
 from odexport.lowering import get_lowering
+from odexport.adapters import AdapterOptions, find_adapter
 from odexport.lowering.custom_op import DOMAIN, DOMAIN_VERSION, OP_TYPE, attach_function, node_attributes
 from odexport.models import create_model, randomize_
 from odexport.odconv import describe_official, reference_forward
@@ -24,6 +25,8 @@ from odexport.rewrite import find_odconv_layers
 from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
 from strategies import LayerCase, build_layer, layer_cases
 from test_parity import assert_close
+from variants import randomize
+from variants.condconv import CondConv2d
 
 LOWERING = get_lowering("custom-op")
 # Grouped, k=3, stride 2, four kernels: every attention present.
@@ -76,6 +79,31 @@ def test_folded_output_affine_becomes_scaled_weights_and_a_bias_input(tmp_path):
     }
     for name, actual in outputs.items():
         assert_close(actual, expected, name)
+
+
+def test_sigmoid_kernel_attention_is_an_attribute_every_route_honours(tmp_path):
+    """CondConv's sigmoid routing: kernel_activation=1 on the node; the function body (ONNX Runtime,
+    inlined in OpenVINO) and the extension all use it, at batch 1 and 3. Softmax nodes (every other test
+    here) carry no kernel_activation, so they run on the declared default."""
+    layer = randomize(CondConv2d(4, 6, 3, 2, 1, groups=2, num_experts=3), seed=0)
+    spec = find_adapter(layer).describe(layer, AdapterOptions())
+    x = torch.randn(1, 4, 11, 9, generator=torch.Generator().manual_seed(1))
+    model = export_layer(spec, x, tmp_path / "condconv.onnx")
+    (node,) = model.graph.node
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}["kernel_activation"] == 1
+    onnx.checker.check_model(model, full_check=True)
+
+    inlined = openvino_inlined(model, tmp_path / "inlined.onnx")
+    runners = {"onnxruntime": OnnxRuntimeRunner(tmp_path / "condconv.onnx").infer,
+               "openvino extension": OpenVINORunner(tmp_path / "condconv.onnx").infer,
+               "openvino inlined": lambda feed: {"y": inlined(feed["input"])[0]}}
+    for batch in (1, 3):
+        sample = torch.randn(batch, 4, 11, 9, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = layer(sample).numpy()
+        for name, infer in runners.items():
+            (actual,) = infer({"input": sample.numpy()}).values()
+            assert_close(actual, expected, f"{name}, batch {batch}")
 
 
 def test_openvino_needs_the_extension_or_inlining(tmp_path):
