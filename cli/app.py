@@ -37,6 +37,7 @@ UnsafePickleOpt = Annotated[
     ),
 ]
 ImgszOpt = Annotated[str, typer.Option("--imgsz", help="Input size: an int, or H,W.")]
+ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="Input channels, e.g. 1 for grey images [default: what the model's first convolution takes, else 3].")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Set the attention temperature of every recognised layer that keeps one outside the state dict (reported by inspect).")]
 AttentionBatchnormOpt = Annotated[Optional[str], typer.Option("--attention-batchnorm", help="For variants that skip their attention BatchNorm at batch 1: export 'apply' (running statistics, the batch > 1 behaviour) or 'skip' (the batch 1 behaviour).")]
@@ -71,6 +72,7 @@ def convert(
     target: Annotated[str, typer.Option("--target", "-t", help="onnx, onnxruntime or openvino.")] = "openvino",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory [default: <checkpoint stem>_<target>, plus _<precision> when not fp32].")] = None,
     imgsz: ImgszOpt = "224",
+    channels: ChannelsOpt = None,
     batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: dynamic, or 1 for a fixed-batch lowering]")] = None,
     lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX: decomposed, custom-op, dynamic-weight, folded-weight, or auto (timed per layer on the target runtime).")] = "decomposed",
     dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Symbolic input height and width.")] = False,
@@ -93,7 +95,7 @@ def convert(
 
     def action() -> None:
         result = convert_api(
-            checkpoint, target=target, output=output, imgsz=imgsz, batch=batch, lowering=lowering,
+            checkpoint, target=target, output=output, imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
             precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
             temperature=temperature, attention_batchnorm=attention_batchnorm, reporter=ConsoleReporter(),

@@ -22,6 +22,7 @@ from .conversion import DEFAULT_LOWERING, ConversionResult, convert_checkpoint, 
 from .checkpoint import read_module
 from .conversion import parse_imgsz
 from .errors import InputError, UnknownArchitectureError
+from .input_channels import resolve_channels
 from .inputs import IMAGENET, Preprocessing
 
 def convert(
@@ -43,6 +44,7 @@ def convert(
     attention_batchnorm: str | None = None,
     preprocessing: Preprocessing | None = IMAGENET,
     imgsz: str | int | tuple[int, int] = 224,
+    channels: int | None = None,
     arch: str | None = None,
     unsafe_pickle: bool = False,
     reporter: Reporter | None = None,
@@ -55,8 +57,10 @@ def convert(
     output: the artifact directory [default: <class name or checkpoint stem>_<target>].
     temperature: sets the temperature of every recognised layer that keeps one outside the state dict.
     attention_batchnorm: "apply" | "skip", for variants that skip their attention BatchNorm at batch 1.
-    preprocessing: what a 3-channel input expects (photographs join the parity inputs); None for a
-    model that does not take normalised RGB images.
+    preprocessing: what a 3-channel input expects (photographs join the parity inputs; in grey for a
+    1-channel input); None for a model that does not take normalised images.
+    channels: the input's channels, checked against the model's first convolution (read from it when
+    None; 3 when it cannot be read); with an example_input, its channels.
     imgsz, arch, unsafe_pickle: for a checkpoint path only.
     Raises InputError (bad input), ParityError (outputs differ beyond the tolerance; nothing written).
     """
@@ -64,8 +68,8 @@ def convert(
         path = Path(model)
         try:
             return convert_checkpoint(path, target=target, output=None if output is None else Path(output),
-                                      imgsz=imgsz, batch=batch, lowering=lowering, dynamic_size=dynamic_size,
-                                      simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
+                                      imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
+                                      dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
                                       precision=precision, calibration=calibration,
                                       calibration_size=calibration_size, layout=layout, temperature=temperature,
                                       attention_batchnorm=attention_batchnorm,
@@ -78,7 +82,8 @@ def convert(
             if reporter is not None:
                 reporter.info(f"  - {path} holds a {type(whole).__name__} outside the zoo: converting that module")
             model = whole
-            example_input = torch.zeros(1, 3, *parse_imgsz(imgsz)) if example_input is None else example_input
+            if example_input is None:
+                example_input = torch.zeros(1, resolve_channels(whole, channels), *parse_imgsz(imgsz))
             output = output if output is not None else Path(f"{path.name.split('.')[0]}_{target}")
     if not isinstance(model, nn.Module):
         raise InputError(f"model is a {type(model).__name__}, not an nn.Module or a checkpoint path",
@@ -89,7 +94,7 @@ def convert(
     return convert_model(model, target=target, output=output, batch=batch, lowering=lowering,
                          dynamic_size=dynamic_size, simplify=simplify, verify=verify, preprocessing=preprocessing,
                          precision=precision, calibration=calibration, calibration_size=calibration_size,
-                         layout=layout,
+                         layout=layout, channels=channels,
                          example_input=example_input, temperature=temperature,
                          attention_batchnorm=attention_batchnorm, reporter=reporter,
                          source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})

@@ -18,21 +18,26 @@ DEFAULT_CALIBRATION_SIZE = 32
 
 
 def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], *,
-                        count: int = DEFAULT_CALIBRATION_SIZE, spec: Preprocessing = IMAGENET,
-                        seed: int = 0) -> np.ndarray:
-    """[N, 3, h, w] float32, N <= count.
+                        count: int = DEFAULT_CALIBRATION_SIZE, spec: Preprocessing | None = IMAGENET,
+                        seed: int = 0, channels: int = 3) -> np.ndarray:
+    """[N, channels, h, w] float32, N <= count.
 
     source: "synthetic" (seeded random crops and flips of the photographs bundled with scikit-image:
-    real image statistics, no download), a folder of images (the first ``count`` by name), or an
-    already preprocessed array [N, 3, h, w] (from Python).
+    real image statistics, no download), a folder of images (the first ``count`` by name), both
+    preprocessed by ``spec`` (RGB or grey), or an already preprocessed array [N, channels, h, w] (from
+    Python, the only source for a model whose input is not an image, ``spec`` None).
     """
     if count < 1:
         raise InputError(f"calibration size {count} is not a positive int", hint="e.g. --calibration-size 32")
     if isinstance(source, np.ndarray):
-        if source.ndim != 4 or source.shape[1] != 3 or tuple(source.shape[2:]) != tuple(size):
+        if source.ndim != 4 or source.shape[1] != channels or tuple(source.shape[2:]) != tuple(size):
             raise InputError(f"calibration array of shape {list(source.shape)} does not match the input "
-                             f"[N, 3, {size[0]}, {size[1]}]", hint="preprocess the calibration images to the model's size")
+                             f"[N, {channels}, {size[0]}, {size[1]}]",
+                             hint="preprocess the calibration images to the model's size")
         return np.ascontiguousarray(source[:count], dtype=np.float32)
+    if spec is None:
+        raise InputError(f"calibration images cannot fill a {channels}-channel input that is not an image",
+                         hint="from Python, pass calibration= an array [N, C, H, W] of inputs like the model's")
     if str(source) == SYNTHETIC:
         return synthetic_samples(count, size, spec, seed)
     from .verification.options import load_images
@@ -46,7 +51,7 @@ def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], 
 
 def synthetic_samples(count: int, size: tuple[int, int], spec: Preprocessing = IMAGENET, seed: int = 0) -> np.ndarray:
     """Seeded random crops (a quarter to all of the shorter side) and mirror images of the bundled
-    photographs, preprocessed: [count, 3, h, w] float32."""
+    photographs, preprocessed: [count, C, h, w] float32 (C = 3, or 1 for a grey ``spec``)."""
     import skimage.data
 
     rng = np.random.default_rng(seed)

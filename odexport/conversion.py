@@ -21,7 +21,8 @@ from .checkpoint import load_checkpoint
 from .console import Reporter, SilentReporter
 from .errors import InputError, ParityError
 from .export import OPSET, export_onnx, simplify_onnx
-from .inputs import IMAGENET, Preprocessing, parity_inputs
+from .input_channels import resolve_channels
+from .inputs import IMAGENET, Preprocessing, for_channels, parity_inputs
 from .lowering import get_lowering
 from .lowering.auto import AUTO, MeasuredChooser, auto_candidates, layer_chooser
 from .lowering.tuning import TimingContext, cpu_model
@@ -91,6 +92,7 @@ def convert_checkpoint(
     target: str = "openvino",
     output: Path | None = None,
     imgsz: str | int | tuple[int, int] = 224,
+    channels: int | None = None,
     batch: str | int | None = None,
     lowering: str = DEFAULT_LOWERING,
     dynamic_size: bool = False,
@@ -134,6 +136,7 @@ def convert_checkpoint(
         target=target,
         output=output,
         imgsz=imgsz,
+        channels=channels,
         batch=batch,
         lowering=lowering,
         dynamic_size=dynamic_size,
@@ -157,6 +160,7 @@ def convert_model(
     target: str,
     output: Path,
     imgsz: str | int | tuple[int, int] = 224,
+    channels: int | None = None,
     batch: str | int | None = None,
     lowering: str = DEFAULT_LOWERING,
     dynamic_size: bool = False,
@@ -177,8 +181,10 @@ def convert_model(
     """Convert an in-memory model with one [B, C, H, W] input to ``target`` in ``output``.
 
     example_input: [B, C, H, W], defines the channels and size (imgsz is then ignored); without it, an
-    image model [B, 3, imgsz]. Parity runs on seeded random inputs, plus the bundled photographs when
-    the input has 3 channels and a ``preprocessing`` (None: not an image model, random inputs only).
+    image model [B, channels, imgsz]. channels: checked against the model's first convolution, and
+    read from it when None (3 when there is none to read; odexport.input_channels). Parity runs on
+    seeded random inputs, plus the bundled photographs when ``preprocessing`` fits the channels: RGB
+    for 3, grey for 1 (odexport.inputs.for_channels); None: not an image model, random inputs only.
     batch: an int, "dynamic", or None for dynamic where the lowering allows it and 1 otherwise.
     dynamic_size: symbolic height and width (parity is then checked at a second size too).
     simplify: run onnxsim on the exported graph (parity is checked on the simplified artifact).
@@ -194,11 +200,14 @@ def convert_model(
         if example_input.dim() != 4:
             raise InputError(f"example input has shape {list(example_input.shape)}, not [B, C, H, W]",
                              hint="pass one 4-D tensor, e.g. torch.randn(1, 3, 224, 224)")
-        channels, size = int(example_input.shape[1]), (int(example_input.shape[2]), int(example_input.shape[3]))
+        given, size = int(example_input.shape[1]), (int(example_input.shape[2]), int(example_input.shape[3]))
+        if channels is not None and channels != given:
+            raise InputError(f"channels={channels} contradicts the example input's {given} channels "
+                             f"{list(example_input.shape)}", hint="leave channels out: the example input defines them")
+        channels = given if channels is None else resolve_channels(model, channels)
     else:
-        channels, size = 3, parse_imgsz(imgsz)
-    if channels != 3:
-        preprocessing = None  # the photographs and their normalisation are for RGB images
+        channels, size = resolve_channels(model, channels), parse_imgsz(imgsz)
+    preprocessing = for_channels(preprocessing, channels)
     options = AdapterOptions(attention_batchnorm)
     chosen_target = get_target(target)
     _check_request(chosen_target, precision, layout, calibration)
@@ -217,7 +226,7 @@ def convert_model(
     if example_input is not None:
         example = example_input[:1].detach().float().repeat(fixed_batch or 1, 1, 1, 1)
     else:
-        example = torch.zeros(fixed_batch or 1, 3, *size)
+        example = torch.zeros(fixed_batch or 1, channels, *size)
     if lowering == AUTO:
         # A quantized artifact needs constant convolution weights to quantize.
         candidates = auto_candidates(dynamic_batch=fixed_batch is None,
@@ -265,7 +274,8 @@ def convert_model(
                          "odexport.std": json.dumps(list(preprocessing.std))}
         samples = None
         if get_precision(precision).quantized:
-            samples = calibration_samples(calibration, size, count=calibration_size, spec=preprocessing)
+            samples = calibration_samples(calibration, size, count=calibration_size, spec=preprocessing,
+                                          channels=channels)
         request = WriteRequest(metadata, precision=precision, calibration=samples, batch=fixed_batch or 1,
                                layout=layout, name=(model_info or {}).get("arch") or "model",
                                input_name=graph.input_name, reporter=reporter)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ class Preprocessing:
     layout: str = "NCHW"
     color: str = "RGB"
     scale: float = 1 / 255
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # one per channel: 3 for RGB, 1 for grey ("L")
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
     resize: str = "shorter side to size/0.875, then center crop"
 
     def to_dict(self) -> dict:
@@ -28,25 +28,46 @@ class Preprocessing:
 
 
 IMAGENET = Preprocessing()
+# Luma weights of ITU-R BT.601: how a grey-input model's photographs are made from RGB ones.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def for_channels(spec: Preprocessing | None, channels: int) -> Preprocessing | None:
+    """``spec`` as an input of ``channels`` channels expects it: itself for 3; for 1, the same photographs
+    in grey (BT.601 luma) normalised with the mean of the RGB means and stds; None (random inputs only)
+    for any other count, which photographs cannot fill."""
+    if spec is None or len(spec.mean) == channels:
+        return spec
+    if channels == 1 and spec.color == "RGB":
+        return replace(spec, color="L", mean=(sum(spec.mean) / 3,), std=(sum(spec.std) / 3,))
+    return None
+
+
+def spec_channels(spec: Preprocessing) -> int:
+    """The channels an input preprocessed by ``spec`` has."""
+    return len(spec.mean)
 
 
 def preprocess(image: np.ndarray, size: tuple[int, int], spec: Preprocessing = IMAGENET) -> np.ndarray:
-    """image: [H, W, 3] uint8 RGB -> [3, h, w] float32, resized and normalised as ``spec`` says."""
+    """image: [H, W, 3] uint8 RGB -> [C, h, w] float32 (C = 3, or 1 for a grey ``spec``), resized and
+    normalised as ``spec`` says."""
     height, width = size
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() * spec.scale
+    if spec.color == "L":
+        tensor = (tensor * torch.tensor(LUMA).reshape(1, 3, 1, 1)).sum(dim=1, keepdim=True)
     scale = max(height, width) / 0.875 / min(tensor.shape[-2:])
     resized_size = (max(height, round(tensor.shape[-2] * scale)), max(width, round(tensor.shape[-1] * scale)))
     tensor = F.interpolate(tensor, size=resized_size, mode="bilinear", antialias=True, align_corners=False)
     top = (resized_size[0] - height) // 2
     left = (resized_size[1] - width) // 2
     tensor = tensor[..., top:top + height, left:left + width]
-    mean = torch.tensor(spec.mean).reshape(1, 3, 1, 1)
-    std = torch.tensor(spec.std).reshape(1, 3, 1, 1)
+    mean = torch.tensor(spec.mean).reshape(1, -1, 1, 1)
+    std = torch.tensor(spec.std).reshape(1, -1, 1, 1)
     return ((tensor - mean) / std)[0].numpy().astype(np.float32)
 
 
 def photographs(size: tuple[int, int], spec: Preprocessing = IMAGENET) -> np.ndarray:
-    """The bundled photographs, preprocessed: [N, 3, h, w] float32."""
+    """The bundled photographs, preprocessed: [N, C, h, w] float32 (C as ``spec`` says)."""
     import skimage.data
 
     return np.stack([preprocess(getattr(skimage.data, name)(), size, spec) for name in PHOTOGRAPHS])
@@ -59,10 +80,12 @@ def random_inputs(count: int, size: tuple[int, int], seed: int = 0, *, channels:
 
 def parity_inputs(size: tuple[int, int], *, random_count: int = 2, seed: int = 0, channels: int = 3,
                   preprocessing: Preprocessing | None = IMAGENET) -> np.ndarray:
-    """Photographs (only where they fit: 3 channels and a known preprocessing) followed by random inputs:
-    [N, channels, h, w] float32. Without photographs, as many more random inputs make up the count."""
-    if channels == 3 and preprocessing is not None:
-        return np.concatenate([photographs(size, preprocessing), random_inputs(random_count, size, seed)])
+    """Photographs (only where they fit: a preprocessing for ``channels``, see for_channels) followed by
+    random inputs: [N, channels, h, w] float32. Without photographs, as many more random inputs make up
+    the count."""
+    if preprocessing is not None and spec_channels(preprocessing) == channels:
+        return np.concatenate([photographs(size, preprocessing),
+                               random_inputs(random_count, size, seed, channels=channels)])
     return random_inputs(random_count + len(PHOTOGRAPHS), size, seed, channels=channels)
 
 

@@ -18,14 +18,14 @@ SIZE = (32, 32)
 class DigitsODNet(torch.nn.Module):
     """TinyODNet's layers (a dense 3x3 ODConv with 4 kernels, a depthwise ODConv, a pointwise single-kernel
     ODConv, each followed by BatchNorm) with a classifier on the flattened 8x8 maps: where a stroke is
-    tells digits apart, which a global average forgets. x: [B, 3, 32, 32] -> [B, 10]."""
+    tells digits apart, which a global average forgets. x: [B, in_channels, 32, 32] -> [B, 10] (1: grey digits)."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
         from odexport.models import ODConv2d
 
         nn = torch.nn
-        self.stem = nn.Sequential(nn.Conv2d(3, 12, 3, 2, 1, bias=False), nn.BatchNorm2d(12), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 12, 3, 2, 1, bias=False), nn.BatchNorm2d(12), nn.ReLU())
         self.conv1 = ODConv2d(12, 12, 3, 1, 1, reduction=0.25, kernel_num=4)
         self.bn1 = nn.BatchNorm2d(12)
         self.dw = ODConv2d(12, 12, 3, 2, 1, groups=12, reduction=0.25, kernel_num=4)

@@ -39,7 +39,7 @@ class Budget:
 
 
 def seeded_input(shape: tuple[int, ...]) -> np.ndarray:
-    """shape: [B, 3, H, W] -> float32 values like a normalised image's."""
+    """shape: [B, C, H, W] -> float32 values like a normalised image's."""
     return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 
 
@@ -127,7 +127,7 @@ def runtime_session(label: str, runtime: ProfilingRuntime, model_file: Path, opt
 def measure_runtime(label: str, runtime: ProfilingRuntime, model_file: Path, options: RunOptions,
                     shape: tuple[int, ...], budget: Budget, *, odconv_layers: list[str] = (),
                     workdir: Path | None = None) -> RunProfile:
-    """``model_file`` in ``runtime`` at input ``shape`` ([B, 3, H, W]), alone."""
+    """``model_file`` in ``runtime`` at input ``shape`` ([B, C, H, W]), alone."""
     session = runtime_session(label, runtime, model_file, options, shape)
     session.time(budget)
     throughput = None

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
+from ..input_channels import DEFAULT_CHANNELS
 from ..verification.artifact import Artifact, read_artifact
 from ..verification.options import input_size_for, parse_batches
 from .machine import machine
@@ -31,6 +32,7 @@ class _Unit:
     model_file: Path
     batches: tuple[int, ...]
     odconv_layers: tuple[str, ...]
+    channels: int  # of the input [B, C, H, W]
     precision: str = "fp32"  # what convert wrote (the manifest's precision)
 
 
@@ -75,7 +77,7 @@ def profile(
             found = read_artifact(source)
             size = input_size_for(found, _parse_size(imgsz))
             units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found),
-                           (found.manifest or {}).get("precision") or "fp32")]
+                           found.channels or DEFAULT_CHANNELS, (found.manifest or {}).get("precision") or "fp32")]
         else:
             size = _parse_size(imgsz) or (224, 224)
             units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
@@ -99,7 +101,7 @@ def profile(
             with reporter.stage("Profile", description) as stage:
                 run = measure_runtime(
                     unit.model_file.name, chosen, unit.model_file,
-                    RunOptions(precision, hint, threads or None, streams), (batch, 3, *size), budget,
+                    RunOptions(precision, hint, threads or None, streams), (batch, unit.channels, *size), budget,
                     odconv_layers=list(unit.odconv_layers), workdir=workdir)
                 stage.result = f"median {run.latency.median_ms:.2f} ms, {run.throughput:.1f} images/s"
             runs.append(run)
@@ -206,5 +208,6 @@ def _convert(checkpoint: Path, lowering: str, batches: tuple[int, ...], size: tu
                                     imgsz=size, batch=batch or "dynamic", lowering=lowering, arch=arch,
                                     unsafe_pickle=unsafe_pickle, verify=False, reporter=reporter)
         layers = tuple(layer["path"] for layer in result.manifest["odconv_layers"])
-        units.append(_Unit(result.model_file, batches if batch is None else (batch,), layers))
+        channels = result.manifest["inputs"][0]["shape"][1]
+        units.append(_Unit(result.model_file, batches if batch is None else (batch,), layers, channels))
     return units

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..artifact import MANIFEST
 from ..errors import InputError
-from ..inputs import IMAGENET, Preprocessing
+from ..inputs import IMAGENET, Preprocessing, for_channels
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,16 @@ class Artifact:
 
     @property
     def preprocessing(self) -> Preprocessing | None:
-        """What a 3-channel input expects; None for an artifact converted as a non-image model."""
+        """What the input expects (RGB for 3 channels, grey for 1, as convert recorded it or its default);
+        None for an artifact converted as a non-image model, or with channels photographs cannot fill."""
         if self.manifest is not None and "preprocessing" in self.manifest and self.manifest["preprocessing"] is None:
             return None
-        if self.channels not in (None, 3):
-            return None
         recorded = (self.manifest or {}).get("preprocessing")
-        if not recorded:
-            return IMAGENET
-        known = {f.name for f in fields(Preprocessing)}
-        return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in known})
+        spec = IMAGENET
+        if recorded:
+            known = {f.name for f in fields(Preprocessing)}
+            spec = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in known})
+        return spec if self.channels is None else for_channels(spec, self.channels)
 
     @property
     def folded_batchnorms(self) -> dict[str, str]:

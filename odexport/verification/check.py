@@ -145,9 +145,17 @@ def _reference(checkpoint, model: nn.Module | None, artifact: Artifact, arch: st
     """The PyTorch model and a name for it; a note when the checkpoint is not the one converted."""
     if model is not None:
         return model.eval(), f"{type(model).__name__} (given in Python)"
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint, read_module
+    from ..errors import UnknownArchitectureError
 
-    loaded = load_checkpoint(Path(checkpoint), arch=arch, unsafe_pickle=unsafe_pickle)
+    try:
+        loaded = load_checkpoint(Path(checkpoint), arch=arch, unsafe_pickle=unsafe_pickle)
+    except UnknownArchitectureError:
+        # Not a zoo model: a file holding the whole module is its own reference, as convert read it.
+        whole = read_module(Path(checkpoint), unsafe_pickle=unsafe_pickle)
+        if whole is None or arch is not None:
+            raise
+        return whole, f"{type(whole).__name__} (the module {checkpoint} holds)"
     recorded = (artifact.manifest or {}).get("source") or {}
     if recorded.get("sha256") and recorded["sha256"] != loaded.sha256:
         notes.append(f"{checkpoint} is not the file this artifact was converted from (its sha256 differs "

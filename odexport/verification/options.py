@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..inputs import Preprocessing, photographs, preprocess, random_inputs
+from ..inputs import Preprocessing, photographs, preprocess, random_inputs, spec_channels
 from ..parity import TOLERANCES, Tolerance
 from .artifact import Artifact
 
@@ -78,20 +78,20 @@ def input_size_for(artifact: Artifact, asked: tuple[int, int] | None) -> tuple[i
 def sample_inputs(size: tuple[int, int], spec: Preprocessing | None, images: Path | None,
                   channels: int = 3) -> dict[str, np.ndarray]:
     """{kind: [N, C, h, w] float32}: the bundled photographs and the user's images (for a model taking
-    normalised RGB images, ``spec``), and seeded random inputs."""
-    if spec is None or channels != 3:
+    normalised images, ``spec``: RGB, or grey for 1 channel), and seeded random inputs."""
+    if spec is None or spec_channels(spec) != channels:
         if images is not None:
-            raise InputError("--images needs a model that takes RGB images (3 channels and a preprocessing)",
+            raise InputError("--images needs a model that takes images (3 or 1 channels and a preprocessing)",
                              hint="leave --images out; random inputs are used for this model")
         return {"random": random_inputs(RANDOM_SAMPLES + 4, size, channels=channels)}
-    kinds = {"photographs": photographs(size, spec), "random": random_inputs(RANDOM_SAMPLES, size)}
+    kinds = {"photographs": photographs(size, spec), "random": random_inputs(RANDOM_SAMPLES, size, channels=channels)}
     if images is not None:
         kinds["images"] = load_images(Path(images), size, spec)
     return kinds
 
 
 def load_images(directory: Path, size: tuple[int, int], spec: Preprocessing) -> np.ndarray:
-    """Every image file in ``directory`` (sorted by name), preprocessed: [N, 3, h, w] float32."""
+    """Every image file in ``directory`` (sorted by name), preprocessed: [N, C, h, w] float32 (C as ``spec`` says)."""
     import skimage.io
     import skimage.util
 
