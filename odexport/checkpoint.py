@@ -103,9 +103,18 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, kernel_num: in
 
 
 def read_module(path: str | Path, *, unsafe_pickle: bool = False) -> nn.Module | None:
-    """The module a file holds whole (a TorchScript archive, or with ``unsafe_pickle`` a pickled
-    nn.Module), in eval mode; None when it holds weights only."""
+    """The module a file outside the zoo holds whole (with ``unsafe_pickle``, a pickled nn.Module), in
+    eval mode; None when it holds weights only. A TorchScript archive is a CheckpointError: its forward
+    is compiled code, so its dynamic convolutions cannot be found by structure nor replaced by lowerings
+    (only a zoo architecture's weights can be read out of one, by load_checkpoint)."""
     obj = _read(Path(path), unsafe_pickle)
+    if isinstance(obj, torch.jit.ScriptModule):
+        name = getattr(obj, "original_name", type(obj).__name__)
+        raise CheckpointError(
+            f"{path}: is a TorchScript archive of a model outside the zoo ({name}); its forward is compiled, so "
+            "odexport cannot find or rewrite the dynamic convolutions inside it",
+            hint="save the nn.Module itself (torch.save(model), then --unsafe-pickle) or pass it to odexport.convert "
+                 "from Python; for a zoo architecture, pass --arch or save its state_dict()")
     return obj.eval() if isinstance(obj, nn.Module) else None
 
 

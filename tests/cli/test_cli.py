@@ -236,3 +236,18 @@ def test_an_unrecognised_dynamic_convolution_exits_2_with_a_hint(tmp_path):
     result = run_cli("convert", path, "--unsafe-pickle", "--imgsz", "16", "-o", tmp_path / "out")
     assert_clean_error(result, 2, "no odexport adapter recognises: mix", "docs/adapters.md")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")
+def test_a_torchscript_archive_outside_the_zoo_exits_2_with_a_hint(tmp_path):
+    """Its forward is compiled: the ODConv layers inside can be neither recognised nor replaced."""
+    from digits import DigitsODNet
+    from variants import randomize
+
+    path = tmp_path / "traced.pt"
+    torch.jit.save(torch.jit.trace(randomize(DigitsODNet(), seed=0), torch.randn(1, 3, 32, 32)), path)
+    for args in (("convert", path, "--imgsz", "32", "-o", tmp_path / "out"), ("inspect", path)):
+        result = run_cli(*args)
+        assert_clean_error(result, 2, "TorchScript archive of a model outside the zoo (DigitsODNet)",
+                           "torch.save(model)")
+    assert not (tmp_path / "out").exists()
