@@ -69,7 +69,8 @@ def convert(
         try:
             return convert_checkpoint(path, target=target, output=None if output is None else Path(output),
                                       imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
-                                      dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
+                                      dynamic_size=dynamic_size, simplify=simplify, arch=arch,
+                                      unsafe_pickle=unsafe_pickle, verify=verify,
                                       precision=precision, calibration=calibration,
                                       calibration_size=calibration_size, layout=layout, temperature=temperature,
                                       attention_batchnorm=attention_batchnorm,
@@ -107,7 +108,7 @@ def verify(
     runtime: str | None = None,
     batch_sizes: list[str | int] | tuple[int, ...] | None = None,
     imgsz: str | int | tuple[int, int] | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     images: str | Path | None = None,
@@ -121,7 +122,8 @@ def verify(
     (``report.passed``, ``report.failures()``, ``report.raise_for_failure()``).
 
     A model converted with ``temperature=`` or ``attention_batchnorm=`` is checked the same way: the
-    manifest records both and verify applies them to the reference.
+    manifest records both and verify applies them to the reference. precision: the tolerance preset;
+    None takes the manifest's precision (as the CLI does), else fp32.
     """
     from .verification import verify_artifact
 

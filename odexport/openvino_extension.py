@@ -97,7 +97,8 @@ def _convert_odconv2d(node) -> list:
 
     flat_weight = ops.reshape(weight, np.array([n, -1], dtype=np.int64), special_zero=False)
     # Version-1 files have no kernel_activation attribute: the default (softmax) is what they mean.
-    sigmoid_kernel = node.get_attribute("kernel_activation", DEFAULTS["kernel_activation"]) == KERNEL_ACTIVATION_CODES["sigmoid"]
+    activation = node.get_attribute("kernel_activation", DEFAULTS["kernel_activation"])
+    sigmoid_kernel = activation == KERNEL_ACTIVATION_CODES["sigmoid"]
     kernel = None  # [B, n]
     if kernel_logits is not None:
         kernel = ops.sigmoid(kernel_logits) if sigmoid_kernel else ops.softmax(kernel_logits, 1)

@@ -138,11 +138,11 @@ def test_temperature_outside_the_state_dict_is_reported_and_set(tmp_path):
     assert report.passed and any("temperature 1" in note for note in report.notes)
 
 
-def test_inputs_that_are_not_rgb_images_use_random_parity_inputs(tmp_path):
-    model = randomize(TinyDetector(in_channels=1), seed=7)
-    result = odexport.convert(model, torch.randn(2, 1, 24, 24), target="onnx", output=tmp_path / "gray")
+def test_inputs_that_are_not_rgb_or_grey_images_use_random_parity_inputs(tmp_path):
+    model = randomize(TinyDetector(in_channels=4), seed=7)
+    result = odexport.convert(model, torch.randn(2, 4, 24, 24), target="onnx", output=tmp_path / "rgba")
     assert result.parity.passed
-    assert result.parity.input_shapes == ((1, 24, 24),) and result.parity.samples == 6
+    assert result.parity.input_shapes == ((4, 24, 24),) and result.parity.samples == 6
     assert result.manifest["preprocessing"] is None
     report = odexport.verify(result.output_dir, model, runtime="all")
     assert report.passed and report.samples == {"random": 6}

@@ -41,7 +41,8 @@ class Artifact:
         spec = IMAGENET
         if recorded:
             known = {f.name for f in fields(Preprocessing)}
-            spec = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in known})
+            spec = Preprocessing(**{key: tuple(value) if isinstance(value, list) else value
+                                    for key, value in recorded.items() if key in known})
         return spec if self.channels is None else for_channels(spec, self.channels)
 
     @property
