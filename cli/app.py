@@ -209,7 +209,7 @@ def profile(
     threads: Annotated[int, typer.Option("--threads", help="Inference threads per runtime; 0 lets each runtime choose.")] = 2,
     streams: Annotated[Optional[int], typer.Option("--streams", help="OpenVINO streams (default: what the hint chooses).")] = None,
     batch: Annotated[Optional[list[str]], typer.Option("--batch", help="Batch sizes for a dynamic-batch model; repeat or comma-separate: 1,8 (default: 1).")] = None,
-    precision: Annotated[Optional[list[str]], typer.Option("--precision", help="Inference precision: fp32, bf16 (OpenVINO); repeat or comma-separate. [default: fp32; fp32,bf16 with --compare]")] = None,
+    precision: Annotated[Optional[list[str]], typer.Option("--precision", help="Precision: fp32, bf16 (OpenVINO inference precision), int8 (an int8 artifact; with --compare, every variant quantized the same way); repeat or comma-separate. [default: fp32; fp32,bf16 with --compare]")] = None,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="At most this many timed calls per configuration.")] = 200,
     seconds: Annotated[float, typer.Option("--time", help="At most this many seconds of timed calls per configuration.")] = 10.0,
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size: an int, or H,W (default: the artifact's, or 224).")] = None,

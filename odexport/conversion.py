@@ -228,17 +228,16 @@ def convert_model(
     else:
         example = torch.zeros(fixed_batch or 1, channels, *size)
     if lowering == AUTO:
-        # A quantized artifact needs constant convolution weights to quantize.
-        candidates = auto_candidates(dynamic_batch=fixed_batch is None,
-                                     constant_weights=get_precision(precision).quantized)
+        # A quantized artifact needs constant convolution weights to quantize (depthwise layers excepted).
+        quantized = get_precision(precision).quantized
         choose = MeasuredChooser(
-            # Input shapes cost a forward pass; with one candidate there is nothing to time.
-            odconv_input_shapes(model, example) if len(candidates) > 1 else {},
-            _timing_context(chosen_target, precision),
-            chosen_target.timing_runner(precision),
-            candidates,
+            {}, _timing_context(chosen_target, precision), chosen_target.timing_runner(precision),
+            auto_candidates(dynamic_batch=fixed_batch is None, constant_weights=quantized),
             reporter=reporter,
+            depthwise_candidates=auto_candidates(dynamic_batch=False) if quantized and fixed_batch else [],
         )
+        if choose.needs_input_shapes:  # a forward pass; with one candidate there is nothing to time
+            choose.input_shapes = odconv_input_shapes(model, example)
     else:
         choose = layer_chooser(lowering)
 

@@ -4,7 +4,8 @@ Candidates are the lowerings that can be mixed within one graph (no whole-graph 
 `custom-op`) and that fit the export: with a dynamic batch only `decomposed` qualifies; with a fixed
 batch `decomposed` and `dynamic-weight` are each exported as a one-layer graph at the layer's real input
 shape, timed on the target runtime (odexport/lowering/tuning.py), and the fastest is kept, `decomposed`
-(constant weights) on a near tie. A target that needs constant weights (int8) leaves only `decomposed`.
+(constant weights) on a near tie. A target that needs constant weights (int8) leaves only `decomposed`,
+except for depthwise layers at a fixed batch, which stay float where a run-time kernel is faster.
 Timings are cached per machine, so converting again measures nothing.
 """
 
@@ -33,6 +34,10 @@ def lowering_names() -> list[str]:
     return list_lowerings() + [AUTO]
 
 
+def is_depthwise(spec: ODConvSpec) -> bool:
+    return spec.groups > 1 and spec.groups == spec.in_channels == spec.out_channels
+
+
 def auto_candidates(*, dynamic_batch: bool, constant_weights: bool = False) -> list[Lowering]:
     lowerings = [get_lowering(name) for name in AUTO_CANDIDATES]
     return [lowering for lowering in lowerings
@@ -55,20 +60,33 @@ class MeasuredChooser:
     cache: TimingCache = field(default_factory=TimingCache)
     reporter: Reporter = field(default_factory=SilentReporter)
     timings: dict[str, LayerTiming] = field(default_factory=dict)
+    # When set (a quantized target with a fixed batch), depthwise layers choose among these instead: a
+    # depthwise kernel is tiny and memory-bound, so int8 gains it little, while its constant-weight form
+    # (im2col into a grouped 1x1 conv) costs many times its run-time-kernel form (od_mobilenetv2_100 1x
+    # int8: 20x the int8 twin with every layer decomposed).
+    depthwise_candidates: list[Lowering] = field(default_factory=list)
+
+    def candidates_for(self, layer: LayerLike) -> list[Lowering]:
+        return self.depthwise_candidates if self.depthwise_candidates and is_depthwise(layer.spec) else self.candidates
+
+    @property
+    def needs_input_shapes(self) -> bool:
+        return len(self.candidates) > 1 or len(self.depthwise_candidates) > 1
 
     def __call__(self, layer: LayerLike) -> Lowering:
-        if len(self.candidates) == 1:
-            return self.candidates[0]
+        candidates = self.candidates_for(layer)
+        if len(candidates) == 1:
+            return candidates[0]
         shape = self.input_shapes[layer.path]
         signature = layer_signature(layer.spec, shape)
         timings = self.cache.get(self.context, signature)
-        cached = timings is not None and all(c.name in timings for c in self.candidates)
+        cached = timings is not None and all(c.name in timings for c in candidates)
         if not cached:
-            timings = time_layer(layer.spec, shape, self.candidates, self.make_runner)
+            timings = time_layer(layer.spec, shape, candidates, self.make_runner)
             self.cache.put(self.context, signature, timings)
             self.cache.save()  # after each layer: an interrupted conversion keeps what it measured
-        timings = {c.name: timings[c.name] for c in self.candidates}
-        choice = choose_fastest(timings, [c.name for c in self.candidates])
+        timings = {c.name: timings[c.name] for c in candidates}
+        choice = choose_fastest(timings, [c.name for c in candidates])
         self.timings[layer.path] = LayerTiming(signature, timings, choice, cached)
         measured = ", ".join(f"{name} {ms:.3f} ms" for name, ms in timings.items())
         self.reporter.info(f"  {layer.path} {list(shape)}: {measured} -> {choice}{' (cached)' if cached else ''}")

@@ -109,7 +109,18 @@ def test_timings_are_taken_at_the_target_precision(tmp_path):
     assert any(key.startswith("openvino") and "|bf16|" in key for key in contexts)
 
 
-def test_int8_keeps_every_layer_quantizable(tmp_path):
+def test_int8_keeps_every_layer_but_depthwise_ones_quantizable(tmp_path):
     result = convert_model(tiny_od_net(), target="openvino", output=tmp_path / "int8", imgsz=32, lowering="auto",
                            batch=1, precision="int8", calibration="synthetic", calibration_size=8, verify=False)
+    layers = {layer["path"]: layer for layer in result.manifest["odconv_layers"]}
+    assert layers["conv1"]["lowering"] == layers["pw"]["lowering"] == "decomposed"
+    # The depthwise layer was timed against the run-time-kernel forms, and its choice is what was fastest.
+    assert set(layers["dw"]["auto"]["timings_ms"]) == set(AUTO_CANDIDATES)
+    floats = {entry["path"] for entry in result.manifest["quantization"]["odconv_layers_float"]}
+    assert floats == (set() if get_lowering(layers["dw"]["lowering"]).constant_weights else {"dw"})
+
+
+def test_int8_with_a_dynamic_batch_decomposes_every_layer(tmp_path):
+    result = convert_model(tiny_od_net(), target="openvino", output=tmp_path / "int8", imgsz=32, lowering="auto",
+                           batch="dynamic", precision="int8", calibration="synthetic", calibration_size=8, verify=False)
     assert {layer["lowering"] for layer in result.manifest["odconv_layers"]} == {"decomposed"}
