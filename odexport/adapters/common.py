@@ -78,7 +78,7 @@ def assemble_spec(
     (weight [rows, A], bias [rows] or None) or None when absent; head_input_map: [A', A] applied to
     every head's weight (identity_squeeze).
     """
-    n, out_channels, in_per_group, k, _ = weight.shape
+    n = weight.shape[0]
     fc_weight, fc_bias = squeeze
     if squeeze_batchnorm is not None:
         fc_weight, fc_bias = fold_batchnorm(fc_weight, fc_bias, squeeze_batchnorm)
@@ -97,23 +97,26 @@ def assemble_spec(
     head_weight = torch.cat([w for w, _ in present])
     head_bias = torch.cat([b for _, b in present])
     head_weight, head_bias = fold_temperature(head_weight, head_bias, float(temperature))
-    return ODConvSpec(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        kernel_size=k,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=in_channels // in_per_group,
-        kernel_num=n,
-        weight=weight.detach().clone(),
+    return _layer_spec(
+        weight, in_channels, stride, padding, dilation, kernel_bias,
         fc_weight=fc_weight.detach().clone(),
         fc_bias=fc_bias.detach().clone(),
         head_weight=head_weight.detach().clone(),
         head_bias=head_bias.detach().clone(),
         head_sizes=tuple(0 if head is None else head[0].shape[0] for head in heads),
-        kernel_bias=None if kernel_bias is None else kernel_bias.detach().clone(),
         kernel_activation=kernel_activation,
+    )
+
+
+def _layer_spec(weight: Tensor, in_channels: int, stride, padding, dilation, kernel_bias: Tensor | None,
+                **attention) -> ODConvSpec:
+    """An ODConvSpec: the convolution's geometry read off ``weight`` [n, C_out, C_in/g, k, k], plus the
+    attention fields given."""
+    n, out_channels, in_per_group, k, _ = weight.shape
+    return ODConvSpec(
+        in_channels=in_channels, out_channels=out_channels, kernel_size=k, stride=stride, padding=padding,
+        dilation=dilation, groups=in_channels // in_per_group, kernel_num=n, weight=weight.detach().clone(),
+        kernel_bias=None if kernel_bias is None else kernel_bias.detach().clone(), **attention,
     )
 
 
@@ -137,22 +140,8 @@ def routed_spec(
     weight: [n, C_out, C_in/g, k, k]; kernel_bias: [n, C_out] or None. No attention branch: empty
     squeeze and head tensors, head sizes (0, 0, 0, n).
     """
-    n, out_channels, in_per_group, k, _ = weight.shape
-    return ODConvSpec(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        kernel_size=k,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=in_channels // in_per_group,
-        kernel_num=n,
-        weight=weight.detach().clone(),
-        fc_weight=torch.zeros(0, in_channels),
-        fc_bias=torch.zeros(0),
-        head_weight=torch.zeros(0, 0),
-        head_bias=torch.zeros(0),
-        head_sizes=(0, 0, 0, n),
-        kernel_bias=None if kernel_bias is None else kernel_bias.detach().clone(),
-        kernel_attention="given",
+    return _layer_spec(
+        weight, in_channels, stride, padding, dilation, kernel_bias,
+        fc_weight=torch.zeros(0, in_channels), fc_bias=torch.zeros(0), head_weight=torch.zeros(0, 0),
+        head_bias=torch.zeros(0), head_sizes=(0, 0, 0, weight.shape[0]), kernel_attention="given",
     )
