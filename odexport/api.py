@@ -151,16 +151,11 @@ class ModuleInspection:
 def inspect(model: nn.Module, *, attention_batchnorm: str | None = None) -> ModuleInspection:
     """List the dynamic convolutions of ``model``: recognised ones (path, adapter, attentions, kernels,
     temperature kept outside the state dict), and modules that look dynamic but no adapter recognises."""
-    from .adapters import AdapterOptions, find_adapter
-    from .rewrite import find_odconv_layers, find_unrecognised_layers
+    from .adapters import AdapterOptions
+    from .rewrite import batch_dependent_layers, find_odconv_layers, find_unrecognised_layers
 
     # Listing needs no choice: an undecided batch-1 BatchNorm is listed as such and read as "apply".
-    undecided = []
-    if attention_batchnorm is None:
-        for path, module in model.named_modules():
-            adapter = find_adapter(module)
-            if adapter is not None and adapter.batch_dependent_batchnorm and adapter.batch_dependent_batchnorm(module):
-                undecided.append(path)
+    undecided = batch_dependent_layers(model) if attention_batchnorm is None else []
     layers = find_odconv_layers(model, AdapterOptions(attention_batchnorm or ("apply" if undecided else None)))
     records = []
     for layer in layers:

@@ -61,28 +61,35 @@ def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) 
     ``options.attention_batchnorm`` does not say which eval behaviour to export.
     """
     options = options or AdapterOptions()
+    if options.attention_batchnorm is None:
+        undecided = [path or "(the model)" for path in batch_dependent_layers(model)]
+        if undecided:
+            raise InputError(
+                f"{len(undecided)} layer(s) ({', '.join(undecided[:3])}{', ...' if len(undecided) > 3 else ''}) "
+                "skip their attention BatchNorm at batch 1 and apply it at larger batches, so the exported graph "
+                "must follow one of the two eval behaviours",
+                hint="choose one: attention_batchnorm='apply' / --attention-batchnorm apply (running statistics, "
+                     "what batch > 1 computes) or 'skip' (what batch 1 computes)")
     layers: list[ODConvLayer] = []
-    undecided: list[str] = []
     for path, module, adapter in _recognised_modules(model):
-        batchnorm = adapter.batch_dependent_batchnorm(module) if adapter.batch_dependent_batchnorm else None
-        if batchnorm is not None and options.attention_batchnorm is None:
-            undecided.append(path or "(the model)")
-            continue
         slot = adapter.temperature(module) if adapter.temperature else None
         layers.append(ODConvLayer(
             path, adapter.name, adapter.describe(module, options),
             epilogue=adapter.epilogue(module) if adapter.epilogue else None,
             temperature=None if slot is None else slot.value,
-            attention_batchnorm=None if batchnorm is None else options.attention_batchnorm,
+            attention_batchnorm=options.attention_batchnorm if _batch_dependent_batchnorm(module, adapter) else None,
         ))
-    if undecided:
-        raise InputError(
-            f"{len(undecided)} layer(s) ({', '.join(undecided[:3])}{', ...' if len(undecided) > 3 else ''}) skip "
-            "their attention BatchNorm at batch 1 and apply it at larger batches, so the exported graph must "
-            "follow one of the two eval behaviours",
-            hint="choose one: attention_batchnorm='apply' / --attention-batchnorm apply (running statistics, "
-                 "what batch > 1 computes) or 'skip' (what batch 1 computes)")
     return layers
+
+
+def _batch_dependent_batchnorm(module: nn.Module, adapter: Adapter) -> nn.Module | None:
+    return adapter.batch_dependent_batchnorm(module) if adapter.batch_dependent_batchnorm else None
+
+
+def batch_dependent_layers(model: nn.Module) -> list[str]:
+    """Paths of the recognised layers whose variant skips its attention BatchNorm at batch 1 (exporting
+    them needs AdapterOptions.attention_batchnorm)."""
+    return [path for path, module, adapter in _recognised_modules(model) if _batch_dependent_batchnorm(module, adapter)]
 
 
 def odconv_layer_paths(model: nn.Module) -> list[str]:
