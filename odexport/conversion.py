@@ -230,14 +230,14 @@ def convert_model(
     if lowering == AUTO:
         # A quantized artifact needs constant convolution weights to quantize (depthwise layers excepted).
         quantized = get_precision(precision).quantized
+        candidates = auto_candidates(dynamic_batch=fixed_batch is None, constant_weights=quantized)
+        depthwise_candidates = auto_candidates(dynamic_batch=False) if quantized and fixed_batch else []
         choose = MeasuredChooser(
-            {}, _timing_context(chosen_target, precision), chosen_target.timing_runner(precision),
-            auto_candidates(dynamic_batch=fixed_batch is None, constant_weights=quantized),
-            reporter=reporter,
-            depthwise_candidates=auto_candidates(dynamic_batch=False) if quantized and fixed_batch else [],
+            # Input shapes cost a forward pass; with one candidate there is nothing to time.
+            odconv_input_shapes(model, example) if max(len(candidates), len(depthwise_candidates)) > 1 else {},
+            _timing_context(chosen_target, precision), chosen_target.timing_runner(precision), candidates,
+            reporter=reporter, depthwise_candidates=depthwise_candidates,
         )
-        if choose.needs_input_shapes:  # a forward pass; with one candidate there is nothing to time
-            choose.input_shapes = odconv_input_shapes(model, example)
     else:
         choose = layer_chooser(lowering)
 

@@ -62,16 +62,13 @@ class MeasuredChooser:
     timings: dict[str, LayerTiming] = field(default_factory=dict)
     # When set (a quantized target with a fixed batch), depthwise layers choose among these instead: a
     # depthwise kernel is tiny and memory-bound, so int8 gains it little, while its constant-weight form
-    # (im2col into a grouped 1x1 conv) costs many times its run-time-kernel form (od_mobilenetv2_100 1x
-    # int8: 20x the int8 twin with every layer decomposed).
+    # (im2col into a grouped 1x1 conv) costs many times its run-time-kernel form (`benchmarks/sweep.py
+    # --archs od_mobilenetv2_100 --precisions fp32 int8`: 1x int8 at 20x its int8 twin with every layer
+    # decomposed, 4.6x with depthwise layers float).
     depthwise_candidates: list[Lowering] = field(default_factory=list)
 
     def candidates_for(self, layer: LayerLike) -> list[Lowering]:
         return self.depthwise_candidates if self.depthwise_candidates and is_depthwise(layer.spec) else self.candidates
-
-    @property
-    def needs_input_shapes(self) -> bool:
-        return len(self.candidates) > 1 or len(self.depthwise_candidates) > 1
 
     def __call__(self, layer: LayerLike) -> Lowering:
         candidates = self.candidates_for(layer)
