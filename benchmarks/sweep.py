@@ -49,6 +49,13 @@ def configuration(key: str) -> str:
     return key.rsplit(" ", 1)[0]
 
 
+def our_rows(report: CompareReport, key: str | None = None) -> list:
+    """The rows of our lowerings (not the twin, the naive export or eager) that have a ratio, at ``key``
+    ("openvino fp32 b1") when given."""
+    return [row for row in report.rows if row.variant not in (STATIC, NAIVE, EAGER) and row.ratio is not None
+            and (key is None or row.run.key == key)]
+
+
 def build(arch: str, kernel_num: int) -> tuple[torch.nn.Module, torch.nn.Module, str]:
     twin_name = get_arch(arch).static_twin
     with torch.no_grad():
@@ -100,8 +107,7 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
                       "|---|---:|---|---:|---:|---|---:|"]
             for key in keys:
                 bound = targets.get(configuration(key))
-                ours = [row for row in report.rows if row.run.key == key and row.ratio is not None
-                        and row.variant not in (STATIC, NAIVE, EAGER)]
+                ours = our_rows(report, key)
                 if bound is None or not ours:
                     continue
                 best = min(ours, key=lambda row: row.ratio)
@@ -129,8 +135,7 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
     for arch, kernel_num, report in reports:
         targets = TARGETS.get((arch, kernel_num), {})
         for key in dict.fromkeys(row.run.key for row in report.rows if row.run.runtime != "pytorch"):
-            ours = [row for row in report.rows if row.run.key == key and row.ratio is not None
-                    and row.variant not in (STATIC, NAIVE, EAGER)]
+            ours = our_rows(report, key)
             twin, naive = report.row(STATIC, key), report.row(NAIVE, key)
             if not ours or twin is None:
                 continue
@@ -158,11 +163,9 @@ def int8_speedups(reports: list[tuple[str, int, CompareReport]]) -> list[tuple]:
     """(model, runtime, batch, best fp32 row, best int8 row) wherever a run measured both precisions."""
     found = []
     for arch, kernel_num, report in reports:
-        ours = [row for row in report.rows if row.variant not in (STATIC, NAIVE, EAGER)]
-        for key in dict.fromkeys(row.run.key for row in ours if row.run.precision == "int8"):
+        for key in dict.fromkeys(row.run.key for row in our_rows(report) if row.run.precision == "int8"):
             runtime, batch = key.split(" ")[0], key.rsplit(" ", 1)[1]
-            int8 = [row for row in ours if row.run.key == key]
-            fp32 = [row for row in ours if row.run.key == f"{runtime} fp32 {batch}"]
+            int8, fp32 = our_rows(report, key), our_rows(report, f"{runtime} fp32 {batch}")
             if int8 and fp32:
                 found.append((f"{arch} {kernel_num}x", runtime, int(batch.removeprefix("b")),
                               min(fp32, key=lambda row: row.run.ms_per_image),
