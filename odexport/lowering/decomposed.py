@@ -5,8 +5,8 @@
   rearranged constant kernel then sums: the same multiply-adds as the k*k conv. Each copy comes from a
   depthwise convolution with a constant one-hot kernel (stride, padding and dilation for free): runtimes
   run those in their blocked layouts with vector kernels, where Pad + Slice ran OpenVINO's reference
-  kernels and a layout Reorder per slice (od_resnet18 1x: 1.88x -> 1.54x the twin in f32, 2.21x -> 1.63x
-  in bf16; int8 spent most of its time in those Reorders);
+  kernels and a layout Reorder per slice (OpenVINO performance counters, `odexport profile --layers`; the
+  whole-model effect is in benchmarks/results/sweep.md);
 - kernel attention: the n kernels run as one stacked convolution and a MatMul with the per-sample
   kernel weights sums their outputs (n times the multiply-adds, but no run-time weight).
 """
