@@ -274,10 +274,17 @@ def comparison(console: Console, report) -> None:
             cells.append("-" if row is None else f"{_ms(row.run.latency.median_ms)}"
                          + ("" if row.ratio is None else f" ({row.ratio:.2f}x)"))
         table.add_row(variant, *cells)
+    placements = [next((row.placement for row in report.rows if row.run.key == key), None) for key in keys]
+    if any(placements):
+        table.add_row("[dim]CPU hand-off[/dim]", *("-" if p is None else f"[dim]{p.describe()}[/dim]" for p in placements))
     machine = report.machine
     load = machine.get("load_average")
     console.print(f"{machine['cpu']}, {machine['logical_cores']} logical cores"
                   + (f", load average {load[0]:.2f}" if load else ""), soft_wrap=True)
     console.print(table)
+    if any(placements):
+        console.print("  CPU hand-off: one byte's round trip between the two CPUs before/after each column was "
+                      "measured; about twice the lowest means the CPUs sat apart (no shared cache), which slows "
+                      "memory-bound nodes: compare ratios measured together.", soft_wrap=True)
     for note in report.notes:
         console.print(f"  note: {note}", soft_wrap=True)

@@ -18,6 +18,7 @@ from ..console import Reporter, SilentReporter
 from ..errors import InputError, OdexportError
 from .machine import machine
 from .measure import Budget, Session, TorchSession, interleaved, runtime_session
+from .placement import Placement
 from .profile import DEFAULT_THREADS, Progress
 from .result import RunProfile, run_from_dict, write_json
 from .runtimes import RUNTIMES, RunOptions
@@ -32,11 +33,13 @@ EAGER = "pytorch eager"
 @dataclass(frozen=True)
 class CompareRow:
     """variant: a lowering's name, STATIC, NAIVE or EAGER; ratio: median latency over the static twin's at
-    the same runtime, precision and batch (None when the twin was not measured there)."""
+    the same runtime, precision and batch (None when the twin was not measured there); placement: how
+    close the two CPUs sat while this row's group was measured (odexport/profiling/placement.py)."""
 
     variant: str
     run: RunProfile
     ratio: float | None
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,9 @@ class CompareReport:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CompareReport":
-        rows = tuple(CompareRow(row["variant"], run_from_dict(row["run"]), row["ratio"]) for row in data["rows"])
+        rows = tuple(CompareRow(row["variant"], run_from_dict(row["run"]), row["ratio"],
+                                Placement(**row["placement"]) if row.get("placement") else None)
+                     for row in data["rows"])
         return cls(data["model"], data["twin"], tuple(data["input_size"]), data["threads"], rows, data["machine"],
                    tuple(data.get("notes", ())))
 
@@ -131,7 +136,7 @@ def compare_models(
         raise InputError(f"unknown runtime {', '.join(unknown)}", hint=f"choose from: {', '.join(RUNTIMES)}")
     lowerings = list(lowerings if lowerings is not None else default_lowerings())
     notes: list[str] = []
-    runs: list[tuple[str, RunProfile]] = []
+    runs: list[tuple[str, RunProfile, Placement]] = []
     with tempfile.TemporaryDirectory(prefix="odexport-compare-") as work:
         exporters = _exporters(model, twin, lowerings, naive, size, Path(work), reporter, notes)
         # Variants measured side by side share a group; a group's sessions are alive together and timed in
@@ -162,15 +167,17 @@ def compare_models(
                 except Exception as error:  # one variant failing says something; it must not end the comparison
                     notes.append(f"{description} failed: {type(error).__name__}: {str(error).strip()[:200]}")
             with reporter.stage("Measure", f"{len(sessions)} variants, {runtime} {precision} batch {batch}"):
-                for session, run in zip(sessions, interleaved(sessions, budget, rounds)):
-                    runs.append((session.label, run))
+                measured, placement = Placement.around(lambda: interleaved(sessions, budget, rounds))
+                for session, run in zip(sessions, measured):
+                    runs.append((session.label, run, placement))
             for session in sessions:
                 session.close()
         if progress:
             progress(total, total, "done")
-    static = {run.key: run.latency.median_ms for variant, run in runs if variant == STATIC}
-    rows = tuple(CompareRow(variant, run, run.latency.median_ms / static[run.key] if run.key in static else None)
-                 for variant, run in runs)
+    static = {run.key: run.latency.median_ms for variant, run, _ in runs if variant == STATIC}
+    rows = tuple(CompareRow(variant, run, run.latency.median_ms / static[run.key] if run.key in static else None,
+                            placement)
+                 for variant, run, placement in runs)
     return CompareReport(name, twin_name, tuple(size), threads, rows, machine(), tuple(dict.fromkeys(notes)))
 
 

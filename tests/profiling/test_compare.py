@@ -14,6 +14,7 @@ from odexport.cli.app import app
 from odexport.lowering import list_lowerings
 from odexport.profiling import Budget
 from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models
+from odexport.profiling.placement import probe_cpus
 from odexport.profiling.plot import plot_comparison
 
 runner = CliRunner()
@@ -56,6 +57,17 @@ def test_a_row_per_variant_runtime_and_precision(comparison):
             twin = comparison.row(STATIC, row.run.key)
             assert row.ratio == pytest.approx(row.run.latency.median_ms / twin.run.latency.median_ms)
     assert comparison.notes == ()
+
+
+@pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
+def test_each_group_records_where_its_cpus_sat(comparison):
+    by_key = {}
+    for row in comparison.rows:
+        assert row.placement.before_ns > 0 and row.placement.after_ns > 0
+        by_key.setdefault(row.run.key, set()).add(row.placement)
+    # One probe pair per group: every variant of a runtime, precision and batch shares it.
+    assert all(len(placements) == 1 for placements in by_key.values())
+    assert len({p for placements in by_key.values() for p in placements}) == len(by_key)
 
 
 def test_comparison_reads_back_and_plots(comparison, tmp_path):

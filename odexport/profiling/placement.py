@@ -1,0 +1,149 @@
+"""How close together the two CPUs that run a measurement sit: the round trip of one cache line between
+them, timed before and after each group of variants is measured.
+
+Why it is recorded: on a virtual machine the hypervisor may place the two vCPUs on cores that share a
+cache or on cores that do not, and move them while a benchmark runs. On the machine the sweep ran on
+(2 vCPUs of an AMD EPYC under KVM), a C ping-pong measured 55-90 ns or 340-400 ns, switching every 10 s to
+a few minutes. With the vCPUs apart, memory-bound nodes whose halves run on both threads (elementwise
+multiplies, Concat, a run-time weight) took 2-2.5x as long and convolutions 5-10% longer, so od_resnet18
+1x `auto` went from 1.18x to 1.40x its static twin in OpenVINO f32 within one process (twin 16.7 ms ->
+17.5 ms, `auto` 19.8 ms -> 24.5 ms). A ratio measured apart is a different quantity from one measured
+together, and a desktop or edge CPU with a shared last-level cache behaves like "together".
+
+The probe is pure Python (two processes pinned to two CPUs flipping one byte of shared memory), so the
+interpreter adds to it, and by an amount that drifted with the host's load: together read 160-260 ns at
+one time and 360-460 ns half an hour later, apart 370-410 ns and then 730-800 ns, while the C ping-pong stayed at
+55-90 ns and 340-400 ns. Apart is about twice together within one run; that is the signal.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+ROUND_TRIPS = 20_000
+BURSTS = 3
+# Apart reads about twice the together level (see above); the interpreter's share drifts with the host's
+# load, so there is no absolute threshold: a probe is judged against the lowest one of the same run.
+APART_FACTOR = 1.5
+# Seconds' worth of waiting for one answer (a Python spin takes tens of ns): the partner is gone.
+MAX_SPINS = 50_000_000
+
+# The partner process: pinned to its CPU, it answers every 1 with a 0; it imports nothing heavy, so it
+# starts in tens of milliseconds. argv: shared memory name, CPU, round trips.
+_PARTNER = """
+import os, sys
+from multiprocessing import shared_memory
+
+def answer(buf, round_trips):  # a function: its locals are faster than module globals, as in the caller's loop
+    for _ in range(round_trips):
+        while buf[0] != 1:
+            pass
+        buf[0] = 0
+
+os.sched_setaffinity(0, {int(sys.argv[2])})
+try:
+    shm = shared_memory.SharedMemory(name=sys.argv[1], track=False)
+except TypeError:  # before Python 3.13 an attached segment is tracked, and unlinked when this process exits
+    from multiprocessing import resource_tracker
+    shm = shared_memory.SharedMemory(name=sys.argv[1])
+    resource_tracker.unregister(shm._name, "shared_memory")
+buf = shm.buf
+buf[1] = 1
+answer(buf, int(sys.argv[3]))
+del buf
+shm.close()
+"""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Round trips (ns) of one byte between the two CPUs just before and just after a measurement; None
+    where the CPUs could not be probed."""
+
+    before_ns: float | None
+    after_ns: float | None
+
+    @classmethod
+    def around(cls, measure: Callable[[], T]) -> tuple[T, "Placement"]:
+        before = core_handoff_ns()
+        result = measure()
+        return result, cls(before, core_handoff_ns())
+
+    @property
+    def worst_ns(self) -> float | None:
+        probes = [ns for ns in (self.before_ns, self.after_ns) if ns is not None]
+        return max(probes) if probes else None
+
+    def apart(self, together_ns: float, factor: float = APART_FACTOR) -> bool | None:
+        """Whether the CPUs were apart at either end, judged against ``together_ns``, the lowest round trip
+        seen on this machine (None: not probed)."""
+        worst = self.worst_ns
+        return None if worst is None else worst > together_ns * factor
+
+    def describe(self) -> str:
+        if self.worst_ns is None:
+            return "not probed"
+        return "/".join("-" if ns is None else f"{ns:.0f}" for ns in (self.before_ns, self.after_ns)) + " ns"
+
+
+def probe_cpus() -> tuple[int, int] | None:
+    """The first two CPUs this process may run on (the ones a 2-thread runtime uses); None with fewer."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    return (allowed[0], allowed[1]) if len(allowed) >= 2 else None
+
+
+def core_handoff_ns(round_trips: int = ROUND_TRIPS, bursts: int = BURSTS) -> float | None:
+    """Median over ``bursts`` of the mean round trip (ns) of one byte between two CPUs, or None where the
+    CPUs cannot be pinned (not Linux, fewer than two CPUs, or the partner process did not start)."""
+    cpus = probe_cpus()
+    if cpus is None:
+        return None
+    here, there = cpus
+    previous = os.sched_getaffinity(0)
+    shm = shared_memory.SharedMemory(create=True, size=64)
+    buf = shm.buf
+    partner = None
+    try:
+        buf[0] = buf[1] = 0
+        os.sched_setaffinity(0, {here})  # this thread only: the runtimes' own threads keep their CPUs
+        partner = subprocess.Popen([sys.executable, "-c", _PARTNER, shm.name, str(there), str(round_trips * bursts)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10.0
+        while buf[1] != 1:
+            if partner.poll() is not None or time.monotonic() > deadline:
+                return None
+            time.sleep(0.001)
+        means = []
+        limit = MAX_SPINS  # a local: a global lookup per spin would slow the loop being timed
+        for _ in range(bursts):
+            start = time.perf_counter()
+            for _ in range(round_trips):
+                buf[0] = 1
+                spins = 0
+                while buf[0] != 0:
+                    spins += 1
+                    if spins > limit:  # the partner died: do not spin forever
+                        return None
+            means.append((time.perf_counter() - start) / round_trips * 1e9)
+        partner.wait(timeout=10.0)
+        return statistics.median(means)
+    finally:
+        if partner is not None and partner.poll() is None:
+            partner.kill()
+            partner.wait()
+        os.sched_setaffinity(0, previous)
+        del buf
+        shm.close()
+        shm.unlink()
+

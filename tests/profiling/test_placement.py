@@ -1,0 +1,56 @@
+"""The CPU placement probe: a real round trip between two pinned CPUs, and what a comparison makes of it."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from odexport.profiling.placement import APART_FACTOR, Placement, core_handoff_ns, probe_cpus
+
+two_cpus = pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
+
+
+def shared_segments() -> set[str]:
+    root = Path("/dev/shm")
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
+
+
+@two_cpus
+def test_probe_times_a_round_trip_and_leaves_nothing_behind():
+    affinity, segments = os.sched_getaffinity(0), shared_segments()
+    ns = core_handoff_ns(round_trips=2_000, bursts=2)
+    # A cache line cannot cross between cores in under 10 ns, and a Python loop answers within microseconds.
+    assert ns is not None and math.isfinite(ns) and 10 < ns < 100_000
+    assert os.sched_getaffinity(0) == affinity
+    assert shared_segments() == segments
+
+
+@two_cpus
+def test_one_cpu_has_no_placement():
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})
+    try:
+        assert probe_cpus() is None
+        assert core_handoff_ns(round_trips=100) is None
+    finally:
+        os.sched_setaffinity(0, affinity)
+
+
+@two_cpus
+def test_around_probes_both_sides_of_the_measurement():
+    result, placement = Placement.around(lambda: "measured")
+    assert result == "measured"
+    assert placement.before_ns > 0 and placement.after_ns > 0
+    assert placement.worst_ns == max(placement.before_ns, placement.after_ns)
+
+
+def test_apart_is_judged_against_the_together_level():
+    together = 400.0
+    assert Placement(410.0, 395.0).apart(together) is False
+    assert Placement(410.0, together * APART_FACTOR + 1).apart(together) is True  # moved during the measurement
+    assert Placement(None, None).apart(together) is None
+    assert Placement(None, None).describe() == "not probed"
+    assert Placement(412.4, 398.0).describe() == "412/398 ns"
