@@ -23,8 +23,10 @@ from rich.progress import Progress
 
 from odexport.models import create_model, get_arch, randomize_
 from odexport.profiling import Budget
-from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models, default_lowerings
+from odexport.profiling.comparison import (EAGER, NAIVE, STATIC, CompareReport, CompareRow, compare_models,
+                                          default_lowerings)
 from odexport.profiling.machine import machine
+from odexport.profiling.placement import APART_FACTOR
 from odexport.profiling.plot import plot_ratios
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,6 +84,7 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
              "far the best one is above it. *min ratio* compares the fastest calls instead, which other "
              "processes on a busy machine inflate least.",
              ""]
+    together_ns = lowest_handoff_ns(reports)
     for arch, kernel_num, report in reports:
         keys = list(dict.fromkeys(row.run.key for row in report.rows if row.run.runtime != "pytorch"))
         lines += [f"## {arch} kernel_num {kernel_num} (twin {report.twin})", ""]
@@ -103,8 +106,8 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
                 for row in eager if row.ratio is not None) + ".")
         targets = TARGETS.get((arch, kernel_num))
         if targets:
-            lines += ["", "| runtime | batch | best lowering | ratio | target | gap | min ratio (lowering) |",
-                      "|---|---:|---|---:|---:|---|---:|"]
+            lines += ["", "| runtime | batch | best lowering | ratio | target | gap | min ratio (lowering) | CPUs |",
+                      "|---|---:|---|---:|---:|---|---:|---|"]
             for key in keys:
                 bound = targets.get(configuration(key))
                 ours = our_rows(report, key)
@@ -115,7 +118,8 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
                 twin_min = report.row(STATIC, key).run.latency.min_ms
                 fastest = min(ours, key=lambda row: row.run.latency.min_ms)
                 lines.append(f"| {configuration(key)} | {best.run.batch} | {best.variant} | {best.ratio:.2f}x | "
-                             f"≤ {bound}x | {gap} | {fastest.run.latency.min_ms / twin_min:.2f}x ({fastest.variant}) |")
+                             f"≤ {bound}x | {gap} | {fastest.run.latency.min_ms / twin_min:.2f}x ({fastest.variant}) | "
+                             f"{cpus(best, together_ns)} |")
         for note in report.notes:
             lines.append(f"\n- note: {note}")
         lines.append("")
@@ -130,8 +134,9 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
              f"{context['load_end'][0]} at the end; "
              + ", ".join(f"{k} {v}" for k, v in context["versions"].items() if k in ("openvino", "onnxruntime", "torch")),
              "",
-             "| model | runtime | batch | twin ms/image | best lowering | ratio | naive export | target | gap |",
-             "|---|---|---:|---:|---|---:|---:|---:|---|"]
+             "| model | runtime | batch | twin ms/image | best lowering | ratio | naive export | target | gap | CPUs |",
+             "|---|---|---:|---:|---|---:|---:|---:|---|---|"]
+    together_ns = lowest_handoff_ns(reports)
     for arch, kernel_num, report in reports:
         targets = TARGETS.get((arch, kernel_num), {})
         for key in dict.fromkeys(row.run.key for row in report.rows if row.run.runtime != "pytorch"):
@@ -145,7 +150,13 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
             lines.append(f"| {arch} {kernel_num}x | {configuration(key)} | {best.run.batch} | "
                          f"{twin.run.ms_per_image:.2f} | {best.variant} | {best.ratio:.2f}x | "
                          f"{'' if naive is None or naive.ratio is None else f'{naive.ratio:.2f}x'} | "
-                         f"{'' if bound is None else f'≤ {bound}x'} | {gap} |")
+                         f"{'' if bound is None else f'≤ {bound}x'} | {gap} | {cpus(best, together_ns)} |")
+    if together_ns is not None:
+        lines += ["", f"*CPUs*: whether the two vCPUs sat together (sharing a cache) or apart while that row was "
+                      f"measured, from a cache-line round trip before and after it (apart: over "
+                      f"{APART_FACTOR}x the lowest round trip here, {together_ns:.0f} ns). Apart, memory-bound nodes "
+                      f"take about twice as long and ODConv ratios rise (odexport/profiling/placement.py; "
+                      f"`benchmarks/placement.py` measures both states in one process)."]
     speedups = int8_speedups(reports)
     if speedups:
         lines += ["", f"int8 against our own fp32 (target: at least {INT8_SPEEDUP}x faster, best lowering of each):", "",
@@ -157,6 +168,20 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
             lines.append(f"| {model} | {runtime} | {batch} | {fp32.run.ms_per_image:.2f} ({fp32.variant}) | "
                          f"{int8.run.ms_per_image:.2f} ({int8.variant}) | {speedup:.2f}x | {gap} |")
     return "\n".join(lines) + "\n"
+
+
+def lowest_handoff_ns(reports: list[tuple[str, int, CompareReport]]) -> float | None:
+    """The lowest CPU round trip probed in these results: the together level they are judged against."""
+    probes = [ns for _, _, report in reports for row in report.rows if row.placement is not None
+              for ns in (row.placement.before_ns, row.placement.after_ns) if ns is not None]
+    return min(probes) if probes else None
+
+
+def cpus(row: CompareRow, together_ns: float | None) -> str:
+    """"together (412 ns)" or "apart (790 ns)": where the row's group ran (the worse of its two probes)."""
+    if row.placement is None or together_ns is None or row.placement.worst_ns is None:
+        return "not probed"
+    return f"{'apart' if row.placement.apart(together_ns) else 'together'} ({row.placement.worst_ns:.0f} ns)"
 
 
 def int8_speedups(reports: list[tuple[str, int, CompareReport]]) -> list[tuple]:
