@@ -23,7 +23,7 @@ import numpy as np
 
 from odexport.conversion import convert_model
 from odexport.profiling.machine import machine
-from odexport.profiling.placement import APART_FACTOR, Placement
+from odexport.profiling.placement import Placement, split_ns
 from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
 from sweep import RESULTS, build
 
@@ -83,14 +83,15 @@ def main() -> None:
             windows.append({"before_ns": placement.before_ns, "after_ns": placement.after_ns, "ms": medians})
             print(f"{placement.describe():>16s}  " + "  ".join(f"{name} {ms:.2f}" for name, ms in medians.items()),
                   flush=True)
-    together_ns = min(min(w["before_ns"], w["after_ns"]) for w in windows)
+    boundary = split_ns(ns for w in windows for ns in (w["before_ns"], w["after_ns"]))
     states: dict[str, list[dict]] = {"together": [], "apart": []}
     for window in windows:
-        before_apart = window["before_ns"] > together_ns * APART_FACTOR
-        if before_apart == (window["after_ns"] > together_ns * APART_FACTOR):  # a window that moved is dropped
+        before_apart = boundary is not None and window["before_ns"] > boundary
+        after_apart = boundary is not None and window["after_ns"] > boundary
+        if before_apart == after_apart:  # a window during which the CPUs moved is dropped
             states["apart" if before_apart else "together"].append(window)
     context = machine() | {"threads": args.threads, "arch": args.arch, "kernel_num": args.kernel_num,
-                           "runtime": args.runtime, "minutes": args.minutes, "together_ns": together_ns}
+                           "runtime": args.runtime, "minutes": args.minutes, "boundary_ns": boundary}
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "placement.json").write_text(json.dumps({"context": context, "windows": windows}, indent=1))
     (args.output / "placement.md").write_text(markdown(states, list(files), context))
@@ -101,9 +102,11 @@ def markdown(states: dict[str, list[dict]], names: list[str], context: dict) -> 
     twin = names[0]
     lines = [f"# {context['arch']} {context['kernel_num']}x in {context['runtime']} f32, vCPUs together and apart", "",
              f"{context['cpu']}, {context['logical_cores']} logical cores, {context['threads']} threads, 224x224, "
-             f"batch 1; {context['minutes']} minutes of interleaved windows in one process. Apart: a round trip "
-             f"over {APART_FACTOR}x the lowest ({context['together_ns']:.0f} ns) before and after the window. "
-             f"Median over windows of each window's median ms, and its ratio to the static twin.", "",
+             f"batch 1; {context['minutes']} minutes of interleaved windows in one process. "
+             + (f"Apart: round trips over {context['boundary_ns']:.0f} ns (between the two levels seen) before and "
+                f"after the window. " if context["boundary_ns"] else "Only one placement was seen: all windows count "
+                                                                     "as together. ")
+             + "Median over windows of each window's median ms, and its ratio to the static twin.", "",
              "| placement | windows | " + " | ".join(names) + " |",
              "|---|---:|" + "---:|" * len(names)]
     for state, windows in states.items():

@@ -26,7 +26,7 @@ from odexport.profiling import Budget
 from odexport.profiling.comparison import (EAGER, NAIVE, STATIC, CompareReport, CompareRow, compare_models,
                                           default_lowerings)
 from odexport.profiling.machine import machine
-from odexport.profiling.placement import APART_FACTOR
+from odexport.profiling.placement import PlacementLog, split_ns
 from odexport.profiling.plot import plot_ratios
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,7 +84,7 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
              "far the best one is above it. *min ratio* compares the fastest calls instead, which other "
              "processes on a busy machine inflate least.",
              ""]
-    together_ns = lowest_handoff_ns(reports)
+    boundary = boundary_ns(reports)
     for arch, kernel_num, report in reports:
         keys = list(dict.fromkeys(row.run.key for row in report.rows if row.run.runtime != "pytorch"))
         lines += [f"## {arch} kernel_num {kernel_num} (twin {report.twin})", ""]
@@ -119,7 +119,7 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
                 fastest = min(ours, key=lambda row: row.run.latency.min_ms)
                 lines.append(f"| {configuration(key)} | {best.run.batch} | {best.variant} | {best.ratio:.2f}x | "
                              f"≤ {bound}x | {gap} | {fastest.run.latency.min_ms / twin_min:.2f}x ({fastest.variant}) | "
-                             f"{cpus(best, together_ns)} |")
+                             f"{cpus(best, boundary)} |")
         for note in report.notes:
             lines.append(f"\n- note: {note}")
         lines.append("")
@@ -136,7 +136,7 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
              "",
              "| model | runtime | batch | twin ms/image | best lowering | ratio | naive export | target | gap | CPUs |",
              "|---|---|---:|---:|---|---:|---:|---:|---|---|"]
-    together_ns = lowest_handoff_ns(reports)
+    boundary = boundary_ns(reports)
     for arch, kernel_num, report in reports:
         targets = TARGETS.get((arch, kernel_num), {})
         for key in dict.fromkeys(row.run.key for row in report.rows if row.run.runtime != "pytorch"):
@@ -150,13 +150,14 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
             lines.append(f"| {arch} {kernel_num}x | {configuration(key)} | {best.run.batch} | "
                          f"{twin.run.ms_per_image:.2f} | {best.variant} | {best.ratio:.2f}x | "
                          f"{'' if naive is None or naive.ratio is None else f'{naive.ratio:.2f}x'} | "
-                         f"{'' if bound is None else f'≤ {bound}x'} | {gap} | {cpus(best, together_ns)} |")
-    if together_ns is not None:
-        lines += ["", f"*CPUs*: whether the two vCPUs sat together (sharing a cache) or apart while that row was "
-                      f"measured, from a cache-line round trip before and after it (apart: over "
-                      f"{APART_FACTOR}x the lowest round trip here, {together_ns:.0f} ns). Apart, memory-bound nodes "
-                      f"take about twice as long and ODConv ratios rise (odexport/profiling/placement.py; "
-                      f"`benchmarks/placement.py` measures both states in one process)."]
+                         f"{'' if bound is None else f'≤ {bound}x'} | {gap} | {cpus(best, boundary)} |")
+    if any(row.placement for _, _, report in reports for row in report.rows):
+        lines += ["", "*CPUs*: whether the two vCPUs sat together (sharing a cache) or apart while that row was "
+                      "measured, from a one-byte round trip between them before and after it"
+                      + (f" (apart: over {boundary:.0f} ns, between the two levels seen)" if boundary else "")
+                      + ". Apart, memory-bound nodes take about twice as long and ODConv ratios rise; a group "
+                      "measured apart is measured again, up to `--attempts` times (odexport/profiling/placement.py; "
+                      "`benchmarks/placement.py` measures both placements in one process)."]
     speedups = int8_speedups(reports)
     if speedups:
         lines += ["", f"int8 against our own fp32 (target: at least {INT8_SPEEDUP}x faster, best lowering of each):", "",
@@ -170,18 +171,19 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
     return "\n".join(lines) + "\n"
 
 
-def lowest_handoff_ns(reports: list[tuple[str, int, CompareReport]]) -> float | None:
-    """The lowest CPU round trip probed in these results: the together level they are judged against."""
-    probes = [ns for _, _, report in reports for row in report.rows if row.placement is not None
-              for ns in (row.placement.before_ns, row.placement.after_ns) if ns is not None]
-    return min(probes) if probes else None
+def boundary_ns(reports: list[tuple[str, int, CompareReport]]) -> float | None:
+    """Between the together and apart levels of every CPU round trip probed in these results."""
+    return split_ns(ns for _, _, report in reports for row in report.rows if row.placement is not None
+                    for ns in (row.placement.before_ns, row.placement.after_ns))
 
 
-def cpus(row: CompareRow, together_ns: float | None) -> str:
+def cpus(row: CompareRow, boundary: float | None) -> str:
     """"together (412 ns)" or "apart (790 ns)": where the row's group ran (the worse of its two probes)."""
-    if row.placement is None or together_ns is None or row.placement.worst_ns is None:
+    if row.placement is None or row.placement.worst_ns is None:
         return "not probed"
-    return f"{'apart' if row.placement.apart(together_ns) else 'together'} ({row.placement.worst_ns:.0f} ns)"
+    if boundary is None:
+        return f"one level ({row.placement.worst_ns:.0f} ns)"
+    return f"{'apart' if row.placement.apart(boundary) else 'together'} ({row.placement.worst_ns:.0f} ns)"
 
 
 def int8_speedups(reports: list[tuple[str, int, CompareReport]]) -> list[tuple]:
@@ -237,6 +239,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=100, help="at most this many timed calls per measurement")
     parser.add_argument("--seconds", type=float, default=3.0, help="at most this long per measurement")
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="measure a group again, up to this many times in all, while its two CPUs read apart")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive torch.onnx.export")
     parser.add_argument("--no-eager", action="store_true", help="skip PyTorch eager")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for sweep.json/.md/.png")
@@ -257,10 +261,11 @@ def main() -> None:
         return
 
     context = machine() | {"threads": args.threads, "imgsz": args.imgsz, "batches": args.batches,
-                           "iterations": args.iterations, "seconds": args.seconds}
+                           "iterations": args.iterations, "seconds": args.seconds, "attempts": args.attempts}
     context["load_start"] = context.pop("load_average")
     budget = Budget(iterations=args.iterations, seconds=args.seconds, warmup=3, min_iterations=5)
     reports: list[tuple[str, int, CompareReport]] = []
+    placements = PlacementLog()  # one for the whole sweep: the more probes, the better apart is told from together
     with Progress() as bar:
         models = bar.add_task("models", total=len(args.archs) * len(args.kernel_nums))
         for arch in args.archs:
@@ -275,7 +280,7 @@ def main() -> None:
                                         runtimes=args.runtimes, precisions=args.precisions, batch_sizes=args.batches,
                                         imgsz=args.imgsz, threads=args.threads, budget=budget,
                                         lowerings=args.lowerings, naive=not args.no_naive, eager=not args.no_eager,
-                                        progress=advance)
+                                        progress=advance, attempts=args.attempts, placements=placements)
                 reports.append((arch, kernel_num, report))
                 bar.update(models, advance=1)
                 write(reports, context, args.output)  # after every model: an interrupted sweep keeps its results

@@ -18,7 +18,7 @@ from ..console import Reporter, SilentReporter
 from ..errors import InputError, OdexportError
 from .machine import machine
 from .measure import Budget, Session, TorchSession, interleaved, runtime_session
-from .placement import Placement
+from .placement import Placement, PlacementLog
 from .profile import DEFAULT_THREADS, Progress
 from .result import RunProfile, run_from_dict, write_json
 from .runtimes import RUNTIMES, RunOptions
@@ -124,12 +124,19 @@ def compare_models(
     eager: bool = True,
     reporter: Reporter | None = None,
     progress: Progress | None = None,
+    attempts: int = 1,
+    placements: PlacementLog | None = None,
 ) -> CompareReport:
     """Every variant at every batch size in every runtime and precision it offers (eager: fp32 only);
-    budget: per variant and configuration, spread over ``rounds`` interleaved rounds."""
+    budget: per variant and configuration, spread over ``rounds`` interleaved rounds.
+
+    attempts: how many times a group may be measured while its CPUs read apart (odexport/profiling/
+    placement.py) before the last measurement is kept; placements: the probes of earlier comparisons
+    on this machine (a benchmark of several models passes one log), which tell apart from together."""
     from ..conversion import parse_imgsz
 
     reporter = reporter or SilentReporter()
+    placements = placements if placements is not None else PlacementLog()
     size = parse_imgsz(imgsz)
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
@@ -166,8 +173,18 @@ def compare_models(
                                                         RunOptions(precision, "latency", threads), shape))
                 except Exception as error:  # one variant failing says something; it must not end the comparison
                     notes.append(f"{description} failed: {type(error).__name__}: {str(error).strip()[:200]}")
-            with reporter.stage("Measure", f"{len(sessions)} variants, {runtime} {precision} batch {batch}"):
-                measured, placement = Placement.around(lambda: interleaved(sessions, budget, rounds))
+            group = f"{runtime} {precision} batch {batch}"
+            with reporter.stage("Measure", f"{len(sessions)} variants, {group}"):
+                for attempt in range(1, max(1, attempts) + 1):
+                    measured, placement = Placement.around(lambda: interleaved(sessions, budget, rounds))
+                    placements.add(placement)
+                    if not placements.apart(placement):
+                        break
+                    if attempt < attempts:
+                        reporter.info(f"  CPUs apart ({placement.describe()}): measuring {group} again")
+                    else:
+                        notes.append(f"{group}: measured with the CPUs apart ({placement.describe()})"
+                                     + (f" in all {attempts} attempts" if attempts > 1 else ""))
                 for session, run in zip(sessions, measured):
                     runs.append((session.label, run, placement))
             for session in sessions:

@@ -143,8 +143,11 @@ def measure_runtime(label: str, runtime: ProfilingRuntime, model_file: Path, opt
 
 
 def interleaved(sessions: list[Session], budget: Budget, rounds: int) -> list[RunProfile]:
-    """Time ``sessions`` in ``rounds`` rounds, each taking its share of ``budget`` in turn."""
+    """Time ``sessions`` in ``rounds`` rounds, each taking its share of ``budget`` in turn (calls timed
+    before are dropped: a re-measurement replaces them)."""
     share = budget.share(rounds)
+    for session in sessions:
+        session.durations = []
     for _ in range(rounds):
         for session in sessions:
             session.time(share)

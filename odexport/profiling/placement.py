@@ -23,16 +23,16 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import shared_memory
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 
 ROUND_TRIPS = 20_000
 BURSTS = 3
 # Apart reads about twice the together level (see above); the interpreter's share drifts with the host's
-# load, so there is no absolute threshold: a probe is judged against the lowest one of the same run.
+# load, so there is no absolute threshold: probes are judged against the levels seen in the same run.
 APART_FACTOR = 1.5
 # Seconds' worth of waiting for one answer (a Python spin takes tens of ns): the partner is gone.
 MAX_SPINS = 50_000_000
@@ -83,16 +83,43 @@ class Placement:
         probes = [ns for ns in (self.before_ns, self.after_ns) if ns is not None]
         return max(probes) if probes else None
 
-    def apart(self, together_ns: float, factor: float = APART_FACTOR) -> bool | None:
-        """Whether the CPUs were apart at either end, judged against ``together_ns``, the lowest round trip
-        seen on this machine (None: not probed)."""
+    def apart(self, boundary_ns: float | None) -> bool | None:
+        """Whether either probe read above ``boundary_ns`` (see split_ns); None when unprobed or when no
+        boundary is known (a single level seen so far)."""
         worst = self.worst_ns
-        return None if worst is None else worst > together_ns * factor
+        return None if worst is None or boundary_ns is None else worst > boundary_ns
 
     def describe(self) -> str:
         if self.worst_ns is None:
             return "not probed"
         return "/".join("-" if ns is None else f"{ns:.0f}" for ns in (self.before_ns, self.after_ns)) + " ns"
+
+
+def split_ns(probes: Iterable[float | None]) -> float | None:
+    """The boundary between the together and apart levels among ``probes``: the geometric mean of the
+    lowest and highest, once they differ by over APART_FACTOR (a single outlier then still lands on its
+    side); None while only one level has been seen."""
+    values = [ns for ns in probes if ns is not None]
+    if not values or max(values) <= APART_FACTOR * min(values):
+        return None
+    return (min(values) * max(values)) ** 0.5
+
+
+@dataclass
+class PlacementLog:
+    """Every placement probed in one benchmark, to judge each new one against the levels seen so far."""
+
+    placements: list[Placement] = field(default_factory=list)
+
+    def add(self, placement: Placement) -> None:
+        self.placements.append(placement)
+
+    def boundary_ns(self) -> float | None:
+        return split_ns(ns for p in self.placements for ns in (p.before_ns, p.after_ns))
+
+    def apart(self, placement: Placement) -> bool:
+        """True when ``placement`` read apart against everything logged (itself included)."""
+        return bool(placement.apart(self.boundary_ns()))
 
 
 def probe_cpus() -> tuple[int, int] | None:

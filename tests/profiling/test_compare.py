@@ -14,7 +14,7 @@ from odexport.cli.app import app
 from odexport.lowering import list_lowerings
 from odexport.profiling import Budget
 from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models
-from odexport.profiling.placement import probe_cpus
+from odexport.profiling.placement import Placement, PlacementLog, probe_cpus
 from odexport.profiling.plot import plot_comparison
 
 runner = CliRunner()
@@ -68,6 +68,28 @@ def test_each_group_records_where_its_cpus_sat(comparison):
     # One probe pair per group: every variant of a runtime, precision and batch shares it.
     assert all(len(placements) == 1 for placements in by_key.values())
     assert len({p for placements in by_key.values() for p in placements}) == len(by_key)
+
+
+def measure_once(model, placements, attempts):
+    return compare_models(model, TinyTwin().eval(), name="TinyODNet", twin_name="TinyTwin", runtimes=("onnxruntime",),
+                          precisions=("fp32",), imgsz=SIZE, lowerings=["decomposed"], naive=False, eager=False,
+                          budget=Budget(iterations=2, seconds=0.05, warmup=1, min_iterations=1), rounds=1,
+                          attempts=attempts, placements=placements)
+
+
+@pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
+@pytest.mark.parametrize("earlier_level_ns, measurements", [(1.0, 2), (1e9, 1)])
+def test_a_group_measured_apart_is_measured_again(tiny_model, earlier_level_ns, measurements):
+    # An earlier benchmark's probes set the other level: far below any real round trip, every probe now
+    # reads apart; far above it, every probe reads together.
+    placements = PlacementLog([Placement(earlier_level_ns, earlier_level_ns)])
+    report = measure_once(tiny_model, placements, attempts=2)
+    assert len(placements.placements) == 1 + measurements
+    assert {row.variant for row in report.rows} == {STATIC, "decomposed"}
+    assert all(row.placement == placements.placements[-1] for row in report.rows)
+    apart_notes = [note for note in report.notes if "CPUs apart" in note]
+    assert apart_notes == (["onnxruntime fp32 batch 1: measured with the CPUs apart "
+                            f"({placements.placements[-1].describe()}) in all 2 attempts"] if measurements == 2 else [])
 
 
 def test_comparison_reads_back_and_plots(comparison, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from odexport.profiling.placement import APART_FACTOR, Placement, core_handoff_ns, probe_cpus
+from odexport.profiling.placement import Placement, PlacementLog, core_handoff_ns, probe_cpus, split_ns
 
 two_cpus = pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
 
@@ -47,10 +47,26 @@ def test_around_probes_both_sides_of_the_measurement():
     assert placement.worst_ns == max(placement.before_ns, placement.after_ns)
 
 
-def test_apart_is_judged_against_the_together_level():
-    together = 400.0
-    assert Placement(410.0, 395.0).apart(together) is False
-    assert Placement(410.0, together * APART_FACTOR + 1).apart(together) is True  # moved during the measurement
-    assert Placement(None, None).apart(together) is None
+def test_two_levels_are_split_between_them_and_one_level_is_not_split():
+    assert split_ns([400.0, 410.0, 395.0]) is None  # one level: no telling which
+    boundary = split_ns([400.0, 410.0, 780.0, 270.0])  # a low outlier still leaves 400 on the together side
+    assert 410.0 < boundary < 780.0
+    assert split_ns([None, 400.0]) is None and split_ns([]) is None
+
+
+def test_a_placement_is_apart_when_either_end_reads_above_the_boundary():
+    assert Placement(410.0, 395.0).apart(560.0) is False
+    assert Placement(410.0, 770.0).apart(560.0) is True  # moved during the measurement
+    assert Placement(410.0, 395.0).apart(None) is None
+    assert Placement(None, None).apart(560.0) is None
     assert Placement(None, None).describe() == "not probed"
     assert Placement(412.4, 398.0).describe() == "412/398 ns"
+
+
+def test_the_log_judges_each_placement_against_every_level_seen():
+    log = PlacementLog()
+    first = Placement(780.0, 770.0)
+    log.add(first)
+    assert not log.apart(first)  # nothing to compare with yet
+    log.add(Placement(400.0, 405.0))
+    assert log.apart(first) and not log.apart(Placement(405.0, 410.0))
