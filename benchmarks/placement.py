@@ -7,7 +7,7 @@ On a virtual machine the hypervisor moves the vCPUs between cores that share a c
 (odexport/profiling/placement.py). This script keeps one set of compiled models alive and times them in
 short interleaved windows for a few minutes, probing the placement before and after each window; a window
 whose two probes disagree is dropped. It then reports the median ratio per placement. Writes
-benchmarks/results/placement.{json,md}. Nothing here runs when the machine cannot pin two CPUs.
+benchmarks/results/placement-<runtime>.{json,md}. Nothing here runs when the machine cannot pin two CPUs.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from sweep import RESULTS, build
 
 RUNNERS = {"openvino": lambda path, threads: OpenVINORunner(path, threads=threads, precision="f32"),
            "onnxruntime": lambda path, threads: OnnxRuntimeRunner(path, threads=threads)}
-CALLS_PER_TURN = 4
-TURNS_PER_WINDOW = 8
+# Each model runs for a quarter second per turn and its first call of a turn is not kept: ONNX Runtime's
+# idle threads spin after a call and slow whatever runs next on the two cores (alternating every 4 calls,
+# od_resnet18 1x `auto` read 1.9x its twin instead of the sweep's 1.3x).
+TURN_SECONDS = 0.25
+TURNS_PER_WINDOW = 4
 
 
 def write_models(arch: str, kernel_num: int, lowerings: list[str], runtime: str, work: Path) -> dict[str, Path]:
@@ -50,7 +53,9 @@ def time_window(runners: dict, feed: dict) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(TURNS_PER_WINDOW):
         for name, runner in runners.items():
-            for _ in range(CALLS_PER_TURN):
+            runner.infer(feed)
+            turn_end = time.perf_counter() + TURN_SECONDS
+            while time.perf_counter() < turn_end:
                 start = time.perf_counter()
                 runner.infer(feed)
                 times[name].append((time.perf_counter() - start) * 1e3)
@@ -66,7 +71,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--render", type=Path, metavar="PLACEMENT_JSON",
+                        help="measure nothing: write the .md again from this placement-<runtime>.json")
     args = parser.parse_args()
+    if args.render:
+        render(args.render.with_suffix(""))
+        return
 
     with tempfile.TemporaryDirectory(prefix="odexport-placement-") as work:
         files = write_models(args.arch, args.kernel_num, args.lowerings, args.runtime, Path(work))
@@ -83,6 +93,18 @@ def main() -> None:
             windows.append({"before_ns": placement.before_ns, "after_ns": placement.after_ns, "ms": medians})
             print(f"{placement.describe():>16s}  " + "  ".join(f"{name} {ms:.2f}" for name, ms in medians.items()),
                   flush=True)
+    context = machine() | {"threads": args.threads, "arch": args.arch, "kernel_num": args.kernel_num,
+                           "runtime": args.runtime, "minutes": args.minutes, "models": list(files)}
+    args.output.mkdir(parents=True, exist_ok=True)
+    stem = args.output / f"placement-{args.runtime}"
+    stem.with_suffix(".json").write_text(json.dumps({"context": context, "windows": windows}, indent=1))
+    render(stem)
+
+
+def render(stem: Path) -> None:
+    """Write <stem>.md from <stem>.json: the windows split by placement."""
+    data = json.loads(stem.with_suffix(".json").read_text())
+    windows, context = data["windows"], data["context"]
     boundary = split_ns(ns for w in windows for ns in (w["before_ns"], w["after_ns"]))
     states: dict[str, list[dict]] = {"together": [], "apart": []}
     for window in windows:
@@ -90,12 +112,8 @@ def main() -> None:
         after_apart = boundary is not None and window["after_ns"] > boundary
         if before_apart == after_apart:  # a window during which the CPUs moved is dropped
             states["apart" if before_apart else "together"].append(window)
-    context = machine() | {"threads": args.threads, "arch": args.arch, "kernel_num": args.kernel_num,
-                           "runtime": args.runtime, "minutes": args.minutes, "boundary_ns": boundary}
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "placement.json").write_text(json.dumps({"context": context, "windows": windows}, indent=1))
-    (args.output / "placement.md").write_text(markdown(states, list(files), context))
-    print((args.output / "placement.md").read_text())
+    stem.with_suffix(".md").write_text(markdown(states, context["models"], context | {"boundary_ns": boundary}))
+    print(stem.with_suffix(".md").read_text())
 
 
 def markdown(states: dict[str, list[dict]], names: list[str], context: dict) -> str:

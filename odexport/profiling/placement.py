@@ -18,6 +18,7 @@ one time and 360-460 ns half an hour later, apart 370-410 ns and then 730-800 ns
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import subprocess
@@ -96,13 +97,26 @@ class Placement:
 
 
 def split_ns(probes: Iterable[float | None]) -> float | None:
-    """The boundary between the together and apart levels among ``probes``: the geometric mean of the
-    lowest and highest, once they differ by over APART_FACTOR (a single outlier then still lands on its
-    side); None while only one level has been seen."""
-    values = [ns for ns in probes if ns is not None]
-    if not values or max(values) <= APART_FACTOR * min(values):
+    """The boundary between the together and apart levels among ``probes``, or None while only one level
+    has been seen.
+
+    The probes are split in two groups where that leaves the least spread within each (on a log scale,
+    so a lone reading far below the together level joins it instead of becoming a level of its own); the
+    boundary is the geometric mean of the two groups' medians, once those differ by over APART_FACTOR.
+    """
+    values = sorted(math.log(ns) for ns in probes if ns is not None and ns > 0)
+    if len(values) < 2:
         return None
-    return (min(values) * max(values)) ** 0.5
+
+    def spread(group: list[float]) -> float:
+        mean = sum(group) / len(group)
+        return sum((v - mean) ** 2 for v in group)
+
+    cut = min(range(1, len(values)), key=lambda i: spread(values[:i]) + spread(values[i:]))
+    low, high = statistics.median(values[:cut]), statistics.median(values[cut:])
+    if high - low <= math.log(APART_FACTOR):
+        return None
+    return math.exp((low + high) / 2)
 
 
 @dataclass

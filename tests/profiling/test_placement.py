@@ -52,6 +52,9 @@ def test_two_levels_are_split_between_them_and_one_level_is_not_split():
     boundary = split_ns([400.0, 410.0, 780.0, 270.0])  # a low outlier still leaves 400 on the together side
     assert 410.0 < boundary < 780.0
     assert split_ns([None, 400.0]) is None and split_ns([]) is None
+    # Read from a run: one reading at half the together level must not become a level of its own.
+    boundary = split_ns([193.0] + [395.0, 402.0] * 20 + [748.0, 782.0] * 15)
+    assert 402.0 < boundary < 748.0
 
 
 def test_a_placement_is_apart_when_either_end_reads_above_the_boundary():
