@@ -56,7 +56,8 @@ def test_a_row_per_variant_runtime_and_precision(comparison):
         else:
             twin = comparison.row(STATIC, row.run.key)
             assert row.ratio == pytest.approx(row.run.latency.median_ms / twin.run.latency.median_ms)
-    assert comparison.notes == ()
+    # Nothing failed; a note on where the CPUs sat depends on the machine at the time, not on the comparison.
+    assert [note for note in comparison.notes if "CPUs apart" not in note] == []
 
 
 @pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
