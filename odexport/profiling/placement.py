@@ -146,11 +146,18 @@ def probe_cpus() -> tuple[int, int] | None:
 
 def core_handoff_ns(round_trips: int = ROUND_TRIPS, bursts: int = BURSTS) -> float | None:
     """Median over ``bursts`` of the mean round trip (ns) of one byte between two CPUs, or None where the
-    CPUs cannot be pinned (not Linux, fewer than two CPUs, or the partner process did not start)."""
+    CPUs cannot be pinned (not Linux, fewer than two CPUs, pinning refused, or the partner process did
+    not start)."""
     cpus = probe_cpus()
     if cpus is None:
         return None
-    here, there = cpus
+    try:
+        return _round_trip_ns(*cpus, round_trips, bursts)
+    except OSError:  # no /dev/shm, or pinning refused (some containers): the measurement goes on unprobed
+        return None
+
+
+def _round_trip_ns(here: int, there: int, round_trips: int, bursts: int) -> float | None:
     previous = os.sched_getaffinity(0)
     shm = shared_memory.SharedMemory(create=True, size=64)
     buf = shm.buf
@@ -183,8 +190,8 @@ def core_handoff_ns(round_trips: int = ROUND_TRIPS, bursts: int = BURSTS) -> flo
         if partner is not None and partner.poll() is None:
             partner.kill()
             partner.wait()
-        os.sched_setaffinity(0, previous)
         del buf
         shm.close()
         shm.unlink()
+        os.sched_setaffinity(0, previous)
 
