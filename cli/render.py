@@ -284,7 +284,8 @@ def comparison(console: Console, report) -> None:
     console.print(table)
     if any(placements):
         console.print("  CPU hand-off: one byte's round trip between the two CPUs before/after each column was "
-                      "measured; about twice the lowest means the CPUs sat apart (no shared cache), which slows "
-                      "memory-bound nodes: compare ratios measured together.", soft_wrap=True)
+                      "measured; on a virtual machine it takes two levels about 2x apart, and the higher one means "
+                      "the CPUs sat apart (no shared cache), which slows memory-bound nodes: compare ratios "
+                      "measured at the lower one.", soft_wrap=True)
     for note in report.notes:
         console.print(f"  note: {note}", soft_wrap=True)

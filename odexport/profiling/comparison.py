@@ -137,6 +137,7 @@ def compare_models(
 
     reporter = reporter or SilentReporter()
     placements = placements if placements is not None else PlacementLog()
+    attempts = max(1, attempts)
     size = parse_imgsz(imgsz)
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
@@ -175,7 +176,7 @@ def compare_models(
                     notes.append(f"{description} failed: {type(error).__name__}: {str(error).strip()[:200]}")
             group = f"{runtime} {precision} batch {batch}"
             with reporter.stage("Measure", f"{len(sessions)} variants, {group}"):
-                for attempt in range(1, max(1, attempts) + 1):
+                for attempt in range(1, attempts + 1):
                     measured, placement = Placement.around(lambda: interleaved(sessions, budget, rounds))
                     placements.add(placement)
                     if not placements.apart(placement):

@@ -2,18 +2,18 @@
 them, timed before and after each group of variants is measured.
 
 Why it is recorded: on a virtual machine the hypervisor may place the two vCPUs on cores that share a
-cache or on cores that do not, and move them while a benchmark runs. On the machine the sweep ran on
-(2 vCPUs of an AMD EPYC under KVM), a C ping-pong measured 55-90 ns or 340-400 ns, switching every 10 s to
-a few minutes. With the vCPUs apart, memory-bound nodes whose halves run on both threads (elementwise
-multiplies, Concat, a run-time weight) took 2-2.5x as long and convolutions 5-10% longer, so od_resnet18
-1x `auto` went from 1.18x to 1.40x its static twin in OpenVINO f32 within one process (twin 16.7 ms ->
-17.5 ms, `auto` 19.8 ms -> 24.5 ms). A ratio measured apart is a different quantity from one measured
+cache or on cores that do not, and move them while a benchmark runs (on the sweep's machine, every 10 s to
+a few minutes). With the vCPUs apart, every node whose two halves run on different CPUs pays for moving
+data between them; memory-bound nodes (elementwise multiplies, Concat, a run-time weight) pay most, so
+ODConv graphs slow down more than their mostly-convolution twins. `benchmarks/placement.py` measures both
+placements in one process (benchmarks/results/placement-openvino.md: od_resnet18 1x `auto` 1.18x its twin
+together, 1.37x apart, in OpenVINO f32). A ratio measured apart is a different quantity from one measured
 together, and a desktop or edge CPU with a shared last-level cache behaves like "together".
 
 The probe is pure Python (two processes pinned to two CPUs flipping one byte of shared memory), so the
-interpreter adds to it, and by an amount that drifted with the host's load: together read 160-260 ns at
-one time and 360-460 ns half an hour later, apart 370-410 ns and then 730-800 ns, while the C ping-pong stayed at
-55-90 ns and 340-400 ns. Apart is about twice together within one run; that is the signal.
+interpreter adds to the round trip, by an amount that drifts with the host's load. Within one run the two
+placements read as two levels about 2x apart (about 400 ns and 770 ns in placement-openvino.json); that
+ratio, not a fixed number, is the signal.
 """
 
 from __future__ import annotations
