@@ -24,6 +24,7 @@ from .registry import (
     matches_all,
     matching_adapters,
     register_adapter,
+    unregister_adapter,
 )
 from .unrecognised import UnrecognisedLayer, dynamic_conv_reason
 
@@ -33,5 +34,5 @@ for _adapter in (FUSED, OFFICIAL, LINEAR_HEADS, DYCONV, CONDCONV_ROUTED, CONDCON
 __all__ = [
     "ATTENTION_BATCHNORM_CHOICES", "Adapter", "AdapterOptions", "Attempt", "Requirement", "Resolution",
     "TemperatureSlot", "UnrecognisedLayer", "dynamic_conv_reason", "find_adapter", "list_adapters", "matches_all",
-    "matching_adapters", "register_adapter", "resolve",
+    "matching_adapters", "register_adapter", "resolve", "unregister_adapter",
 ]

@@ -109,12 +109,24 @@ class Adapter:
 _ADAPTERS: list[Adapter] = []
 
 
-def register_adapter(adapter: Adapter) -> Adapter:
-    """Register ``adapter``; adapters are tried in registration order, so register specific ones first."""
+def register_adapter(adapter: Adapter, *, before: str | None = None) -> Adapter:
+    """Register ``adapter``; adapters are tried in registration order (the first whose description is
+    confirmed claims a layer), so register specific ones first, or ``before`` the named adapter."""
     if any(known.name == adapter.name for known in _ADAPTERS):
         raise ValueError(f"adapter {adapter.name!r} is registered twice")
-    _ADAPTERS.append(adapter)
+    names = [known.name for known in _ADAPTERS]
+    if before is not None and before not in names:
+        raise ValueError(f"no adapter {before!r} to register {adapter.name!r} before (registered: {', '.join(names)})")
+    _ADAPTERS.insert(names.index(before) if before is not None else len(_ADAPTERS), adapter)
     return adapter
+
+
+def unregister_adapter(name: str) -> Adapter:
+    """Remove the adapter called ``name`` (and return it)."""
+    index = next((i for i, known in enumerate(_ADAPTERS) if known.name == name), None)
+    if index is None:
+        raise ValueError(f"no adapter {name!r} is registered")
+    return _ADAPTERS.pop(index)
 
 
 def list_adapters() -> list[Adapter]:
