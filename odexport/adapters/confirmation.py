@@ -146,7 +146,7 @@ def _confirm(adapter: Adapter, module: nn.Module, probe: "_Probe") -> tuple[Atte
     The description with the BatchNorm left out is made and compared only when the one with it applied
     does not agree at every batch: most layers are confirmed by one description.
     """
-    has_batchnorm = adapter.attention_batchnorm is not None and adapter.attention_batchnorm(module) is not None
+    has_batchnorm = _has_attention_batchnorm(adapter, module)
     modes = ("apply", "skip") if has_batchnorm else (None,)
     specs: dict[str | None, ODConvSpec] = {}
     errors: dict[tuple[str | None, int], float] = {}
@@ -168,11 +168,24 @@ def _confirm(adapter: Adapter, module: nn.Module, probe: "_Probe") -> tuple[Atte
     if verdict is None:
         best = min(max(errors[mode, batch] for batch in PROBE_BATCHES) for mode in specs)
         return Attempt(adapter.name, False, best, _disagreement(errors, tolerance)), None, {}
-    agreeing = {BATCHNORM_APPLIED: ("apply", "apply"), BATCHNORM_UNUSED: ("skip", "skip"),
-                BATCHNORM_BATCH_DEPENDENT: ("skip", "apply")}[verdict] if has_batchnorm else (None, None)
-    error = max(errors[mode, batch] for mode, batch in zip(agreeing, PROBE_BATCHES))
+    error = max(errors[mode, batch] for mode, batch in zip(_agreeing_modes(verdict, has_batchnorm), PROBE_BATCHES))
     return (Attempt(adapter.name, True, error, _agreement(verdict, has_batchnorm)),
             verdict if has_batchnorm else None, specs)
+
+
+def _has_attention_batchnorm(adapter: Adapter, module: nn.Module) -> bool:
+    try:
+        return adapter.attention_batchnorm is not None and adapter.attention_batchnorm(module) is not None
+    except Exception:  # the hook assumed a part the layer lacks: describe will say which
+        return False
+
+
+def _agreeing_modes(verdict: str, has_batchnorm: bool) -> tuple:
+    """The description that agrees at each probed batch (batch 1, batch 2)."""
+    if not has_batchnorm:
+        return None, None
+    return {BATCHNORM_APPLIED: ("apply", "apply"), BATCHNORM_UNUSED: ("skip", "skip"),
+            BATCHNORM_BATCH_DEPENDENT: ("skip", "apply")}[verdict]
 
 
 def _verdict(agrees: dict, has_batchnorm: bool) -> str | None:
