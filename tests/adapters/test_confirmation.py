@@ -5,6 +5,7 @@ the model as it was, and inspect shows every adapter tried."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -169,3 +170,20 @@ def test_the_parity_hint_suggests_another_lowering_only_when_a_layer_was_lowered
     assert "rerun with another --lowering" in parity_hint(layers)
     assert "checked against the layer's own forward" in parity_hint(layers)
     assert "rerun with another --lowering" not in parity_hint([]) and "cannot help" in parity_hint([])
+
+
+def test_the_inspect_command_shows_the_adapters_tried_and_their_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from odexport.cli.app import app
+
+    path = tmp_path / "fork.pt"
+    torch.save(randomize(UnnormalisedODConv(4, 6, 3, 1, 1, kernel_num=3)), path)
+    shown = CliRunner().invoke(app, ["inspect", str(path), "--unsafe-pickle"])
+    assert shown.exit_code == 0, shown.stderr
+    # The table wraps its cells: read the "adapters tried" column's words in order.
+    words = [word for line in shown.stdout.splitlines() for word in line.split("│")[7:8] if word.strip()]
+    assert " ".join(word.strip() for word in words).startswith("✓ official ("), shown.stdout
+    listed = CliRunner().invoke(app, ["inspect", str(path), "--unsafe-pickle", "--json"])
+    (record,) = json.loads(listed.stdout)["recognised"]
+    assert [(a["adapter"], a["confirmed"]) for a in record["adapters"]] == [("official", True), ("linear-heads", None)]
