@@ -64,7 +64,7 @@ def module_inspection(console: Console, found: dict) -> None:
     """An odexport.inspect result: recognised dynamic convolutions, then what no adapter recognised."""
     console.print(f"[bold]{found['model']}[/bold]  params {_millions(found['params'])}")
     table = Table(title=f"{len(found['recognised'])} recognised dynamic convolutions")
-    for column in ("path", "adapter", "conv", "kernels", "attentions", "T", "notes"):
+    for column in ("path", "adapter", "conv", "kernels", "attentions", "T", "adapters tried", "notes"):
         table.add_column(column)
     for layer in found["recognised"]:
         notes = []
@@ -81,16 +81,32 @@ def module_inspection(console: Console, found: dict) -> None:
                 + (f" g{layer['groups']}" if layer["groups"] > 1 else ""))
         attentions = ",".join(name[0] for name in layer["attentions"])  # c f s k
         table.add_row(layer["path"] or "(the model)", layer["adapter"], conv, str(layer["kernel_num"]), attentions,
-                      temperature, "; ".join(notes))
+                      temperature, ", ".join(_attempt(a) for a in layer.get("adapters", ())), "; ".join(notes))
     console.print(table)
-    console.print("attentions: c channel, f filter, s spatial, k kernel; T: temperature kept outside the state dict")
+    console.print("attentions: c channel, f filter, s spatial, k kernel; T: temperature kept outside the state dict; "
+                  "adapters tried: every adapter whose structure the layer has, ✓ its description reproduces the "
+                  "layer (relative error), ✗ it does not, - not tried")
     if found["unrecognised"]:
         console.print(f"[bold red]{len(found['unrecognised'])} not recognised[/bold red] (convert refuses these; "
                       "docs/adapters.md shows how to write an adapter):")
         for layer in found["unrecognised"]:
-            console.print(f"  {layer['path']} ({layer['type']}): {layer['reason']}", soft_wrap=True)
+            if layer.get("attempts"):
+                console.print(f"  {layer['path']} ({layer['type']}): no description of it reproduces its forward",
+                              soft_wrap=True)
+                for attempt in layer["attempts"]:
+                    console.print(f"    {_attempt(attempt)}: {attempt['detail']}", soft_wrap=True)
+            else:
+                console.print(f"  {layer['path']} ({layer['type']}): {layer['reason']}", soft_wrap=True)
     else:
         console.print("Nothing unrecognised: every module that looks like a dynamic convolution has an adapter.")
+
+
+def _attempt(attempt: dict) -> str:
+    """One adapter tried on a layer: "✓ official (2e-07)", "✗ fused-bn-act (0.31)", "- linear-heads"."""
+    if attempt["confirmed"] is None:
+        return f"- {attempt['adapter']}"
+    error = "failed" if attempt["error"] is None else f"{attempt['error']:.1g}"
+    return f"{'✓' if attempt['confirmed'] else '✗'} {attempt['adapter']} ({error})"
 
 
 def onnx_inspection(console: Console, summary: dict) -> None:

@@ -150,7 +150,9 @@ class ModuleInspection:
 
 def inspect(model: nn.Module, *, attention_batchnorm: str | None = None) -> ModuleInspection:
     """List the dynamic convolutions of ``model``: recognised ones (path, adapter, attentions, kernels,
-    temperature kept outside the state dict), and modules that look dynamic but no adapter recognises."""
+    temperature kept outside the state dict, and under "adapters" every adapter whose structure it has:
+    confirmed or not, with the relative error of its description), and modules that look dynamic but no
+    adapter recognises or confirms."""
     from .adapters import AdapterOptions
     from .rewrite import batch_dependent_layers, find_odconv_layers, find_unrecognised_layers
 
@@ -164,6 +166,7 @@ def inspect(model: nn.Module, *, attention_batchnorm: str | None = None) -> Modu
                                         "groups": layer.spec.groups}
         if layer.path in undecided:
             record["attention_batchnorm"] = None
+        record["adapters"] = [asdict(attempt) for attempt in layer.attempts]
         records.append(record)
     return ModuleInspection(
         model=f"{type(model).__module__}.{type(model).__qualname__}",

@@ -318,7 +318,7 @@ def convert_model(
                                f"{worst.limit:.3g} ({worst.max_abs_error / worst.limit:.1f}x)")
                 raise ParityError(
                     f"parity check failed on {runner.name}: {worst.name} {problem}; nothing was written to {output}",
-                    hint="rerun with another --lowering, or with --no-verify to keep the artifact for inspection",
+                    hint=parity_hint(layers),
                 )
 
         manifest = {
@@ -350,6 +350,17 @@ def convert_model(
         write_manifest(staged.path, manifest)
         final = staged.commit()
     return ConversionResult(final, final / model_file.relative_to(staged.path), manifest, parity, tuple(notes))
+
+
+def parity_hint(layers: list[ODConvLayer]) -> str:
+    """What to try after a parity failure. Every lowered layer's description was confirmed against the
+    layer's own forward, so a wrong description is not the cause: another lowering can help only when
+    some layer was lowered."""
+    keep = "--no-verify keeps the artifact for inspection (odexport verify --layers compares every layer's output)"
+    if not layers:
+        return f"no dynamic convolution was lowered, so another --lowering cannot help; {keep}"
+    return ("each dynamic convolution's description was checked against the layer's own forward before export, "
+            f"so the difference arises in the lowering or the runtime: rerun with another --lowering; {keep}")
 
 
 def layer_record(layer: ODConvLayer) -> dict:

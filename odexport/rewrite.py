@@ -10,7 +10,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from .adapters import Adapter, AdapterOptions, UnrecognisedLayer, dynamic_conv_reason, find_adapter
+from .adapters import Adapter, AdapterOptions, Resolution, UnrecognisedLayer, dynamic_conv_reason, list_adapters, resolve
+from .adapters.unrecognised import closest_adapters
 from .errors import InputError
 from .lowering import Lowering, get_lowering
 from .odconv import ODConvSpec, fold_following_batchnorm
@@ -35,23 +36,30 @@ class ODConvLayer:
     epilogue: nn.Module | None = None
     temperature: float | None = None
     attention_batchnorm: str | None = None
+    attempts: tuple = ()  # adapters.Attempt: each adapter tried on the layer, the confirmed one last but untried
 
 
 def _is_inside(path: str, prefixes: list[str]) -> bool:
     return any(prefix == "" or path.startswith(prefix + ".") for prefix in prefixes)
 
 
-def _recognised_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, Adapter]]:
-    """(path, module, adapter) of every module an adapter recognises, outermost first; the inside of a
-    recognised module is not searched."""
+def _resolved_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, Resolution]]:
+    """(path, module, resolution) of every module some adapter matches by structure, outermost first,
+    whether an adapter confirmed it or not; the inside of such a module is not searched."""
     claimed: list[str] = []
     for path, module in model.named_modules():
         if _is_inside(path, claimed):
             continue
-        adapter = find_adapter(module)
-        if adapter is not None:
+        resolution = resolve(module)
+        if resolution.matched:
             claimed.append(path)
-            yield path, module, adapter
+            yield path, module, resolution
+
+
+def _recognised_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, Resolution]]:
+    """(path, module, resolution) of every module an adapter claims (its description confirmed)."""
+    return ((path, module, resolution) for path, module, resolution in _resolved_modules(model)
+            if resolution.adapter is not None)
 
 
 def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) -> list[ODConvLayer]:
@@ -61,35 +69,39 @@ def find_odconv_layers(model: nn.Module, options: AdapterOptions | None = None) 
     ``options.attention_batchnorm`` does not say which eval behaviour to export.
     """
     options = options or AdapterOptions()
+    recognised = list(_recognised_modules(model))
     if options.attention_batchnorm is None:
-        undecided = [path or "(the model)" for path in batch_dependent_layers(model)]
-        if undecided:
-            raise InputError(
-                f"{len(undecided)} layer(s) ({', '.join(undecided[:3])}{', ...' if len(undecided) > 3 else ''}) "
-                "skip their attention BatchNorm at batch 1 and apply it at larger batches, so the exported graph "
-                "must follow one of the two eval behaviours",
-                hint="choose one: attention_batchnorm='apply' / --attention-batchnorm apply (running statistics, "
-                     "what batch > 1 computes) or 'skip' (what batch 1 computes)")
-    layers: list[ODConvLayer] = []
-    for path, module, adapter in _recognised_modules(model):
-        slot = adapter.temperature(module) if adapter.temperature else None
-        layers.append(ODConvLayer(
-            path, adapter.name, adapter.describe(module, options),
-            epilogue=adapter.epilogue(module) if adapter.epilogue else None,
-            temperature=None if slot is None else slot.value,
-            attention_batchnorm=options.attention_batchnorm if _batch_dependent_batchnorm(module, adapter) else None,
-        ))
-    return layers
+        _check_decided([path for path, _, resolution in recognised if resolution.batch_dependent])
+    return [_describe_layer(path, module, resolution, options) for path, module, resolution in recognised]
 
 
-def _batch_dependent_batchnorm(module: nn.Module, adapter: Adapter) -> nn.Module | None:
-    return adapter.batch_dependent_batchnorm(module) if adapter.batch_dependent_batchnorm else None
+def _check_decided(undecided: list[str]) -> None:
+    if undecided:
+        undecided = [path or "(the model)" for path in undecided]
+        raise InputError(
+            f"{len(undecided)} layer(s) ({', '.join(undecided[:3])}{', ...' if len(undecided) > 3 else ''}) "
+            "skip their attention BatchNorm at batch 1 and apply it at larger batches, so the exported graph "
+            "must follow one of the two eval behaviours",
+            hint="choose one: attention_batchnorm='apply' / --attention-batchnorm apply (running statistics, "
+                 "what batch > 1 computes) or 'skip' (what batch 1 computes)")
+
+
+def _describe_layer(path: str, module: nn.Module, resolution: Resolution, options: AdapterOptions) -> ODConvLayer:
+    adapter: Adapter = resolution.adapter
+    slot = adapter.temperature(module) if adapter.temperature else None
+    return ODConvLayer(
+        path, adapter.name, resolution.describe(module, options),
+        epilogue=adapter.epilogue(module) if adapter.epilogue else None,
+        temperature=None if slot is None else slot.value,
+        attention_batchnorm=options.attention_batchnorm if resolution.batch_dependent else None,
+        attempts=resolution.attempts,
+    )
 
 
 def batch_dependent_layers(model: nn.Module) -> list[str]:
-    """Paths of the recognised layers whose variant skips its attention BatchNorm at batch 1 (exporting
-    them needs AdapterOptions.attention_batchnorm)."""
-    return [path for path, module, adapter in _recognised_modules(model) if _batch_dependent_batchnorm(module, adapter)]
+    """Paths of the recognised layers that skip their attention BatchNorm at batch 1 and apply it at larger
+    batches, as confirmation found (exporting them needs AdapterOptions.attention_batchnorm)."""
+    return [path for path, _, resolution in _recognised_modules(model) if resolution.batch_dependent]
 
 
 def odconv_layer_paths(model: nn.Module) -> list[str]:
@@ -98,21 +110,34 @@ def odconv_layer_paths(model: nn.Module) -> list[str]:
 
 
 def find_unrecognised_layers(model: nn.Module) -> list[UnrecognisedLayer]:
-    """Modules outside recognised layers that look like a dynamic convolution (adapters.unrecognised)."""
+    """Modules outside recognised layers that look like a dynamic convolution (adapters.unrecognised), and
+    modules whose structure some adapter matches but whose forward no adapter's description reproduces."""
     claimed: list[str] = []
     found: list[UnrecognisedLayer] = []
     for path, module in model.named_modules():
         if _is_inside(path, claimed):
             continue
-        if find_adapter(module) is not None:
+        resolution = resolve(module)
+        if resolution.adapter is not None:
             claimed.append(path)
             continue
-        reason = dynamic_conv_reason(module)
+        reason = _unrecognised_reason(module, resolution)
         if reason is not None:
             found.append(UnrecognisedLayer(path or "(the model)", f"{type(module).__module__}.{type(module).__qualname__}",
-                                           reason))
+                                           reason, resolution.attempts))
             claimed.append(path)  # its parts are not reported again
     return found
+
+
+def _unrecognised_reason(module: nn.Module, resolution: Resolution) -> str | None:
+    if resolution.matched:
+        return f"matches the structure of {len(resolution.attempts)} adapter(s), but no description of it " \
+               f"reproduces its forward: {resolution.refusal()}"
+    reason = dynamic_conv_reason(module)
+    if reason is None:
+        return None
+    closest = closest_adapters(module, list_adapters())
+    return reason if closest is None else f"{reason}; closest adapters: {closest}"
 
 
 def set_temperatures(model: nn.Module, value: float) -> list[str]:
@@ -120,7 +145,8 @@ def set_temperatures(model: nn.Module, value: float) -> list[str]:
     if not value > 0:
         raise InputError(f"temperature {value} is not positive", hint="attention logits are divided by it, e.g. 1.0")
     paths = []
-    for path, module, adapter in _recognised_modules(model):
+    for path, module, resolution in _recognised_modules(model):
+        adapter = resolution.adapter
         slot = adapter.temperature(module) if adapter.temperature else None
         if slot is not None:
             slot.set(float(value))
@@ -132,7 +158,8 @@ def set_temperatures(model: nn.Module, value: float) -> list[str]:
 
 
 def check_recognised(model: nn.Module) -> None:
-    """InputError when a module looks like a dynamic convolution that no adapter recognises."""
+    """InputError when a module looks like a dynamic convolution that no adapter recognises (or whose
+    forward no adapter's description reproduces)."""
     found = find_unrecognised_layers(model)
     if found:
         first = found[0]
@@ -197,13 +224,15 @@ def lower_model(
     if isinstance(lowering, str):
         lowering = get_lowering(lowering)
     choose = (lambda layer: lowering) if isinstance(lowering, Lowering) else lowering
+    # Read from the model itself, whose layers were confirmed already (a copy would be confirmed again).
+    layers = find_odconv_layers(model, options)
     lowered = copy.deepcopy(model).eval()
-    layers = find_odconv_layers(lowered, options)
     if fold_batchnorms:
         following = find_following_batchnorms(lowered, [layer.path for layer in layers])
         for index, layer in enumerate(layers):
             bn_path = following.get(layer.path)
-            if bn_path is not None:
+            # A BatchNorm after the layer's activation cannot move before it.
+            if bn_path is not None and layer.epilogue is None:
                 spec = fold_following_batchnorm(layer.spec, lowered.get_submodule(bn_path))
                 layers[index] = replace(layer, spec=spec, folded_batchnorm=bn_path)
                 _set_submodule(lowered, bn_path, nn.Identity())

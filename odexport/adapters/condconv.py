@@ -12,17 +12,20 @@ from __future__ import annotations
 from torch import nn
 
 from .common import assemble_spec, hyperparameter, identity_squeeze, linear_map
-from .registry import Adapter, AdapterOptions
+from .registry import Adapter, AdapterOptions, Requirement, matches_all
 
 
-def _matches(module: nn.Module) -> bool:
-    weight, routing = getattr(module, "weight", None), getattr(module, "routing_fn", None)
-    experts = getattr(module, "num_experts", None)
-    if not (isinstance(weight, nn.Parameter) and weight.dim() == 2 and isinstance(routing, nn.Linear)
-            and isinstance(experts, int) and weight.shape[0] == experts == routing.out_features):
-        return False
-    in_channels, out_channels = getattr(module, "in_channels", None), getattr(module, "out_channels", None)
-    return isinstance(in_channels, int) and isinstance(out_channels, int) and routing.in_features == in_channels
+REQUIREMENTS = (
+    Requirement("a 2-D parameter 'weight' [E, C_out * C_in/g * k * k] (flattened expert kernels)",
+                lambda m: isinstance(m.weight, nn.Parameter) and m.weight.dim() == 2),
+    Requirement("'routing_fn', an nn.Linear", lambda m: isinstance(m.routing_fn, nn.Linear)),
+    Requirement("'num_experts' == weight rows == routing_fn outputs",
+                lambda m: isinstance(m.num_experts, int) and m.weight.shape[0] == m.num_experts
+                == m.routing_fn.out_features),
+    Requirement("'in_channels' == routing_fn inputs and 'out_channels'",
+                lambda m: isinstance(m.in_channels, int) and isinstance(m.out_channels, int)
+                and m.routing_fn.in_features == m.in_channels),
+)
 
 
 def _describe(module: nn.Module, options: AdapterOptions):
@@ -48,5 +51,5 @@ def _describe(module: nn.Module, options: AdapterOptions):
 
 CONDCONV = Adapter(
     "condconv", "CondConv2d (timm layout, routing_fn inside): sigmoid routing over flattened expert kernels",
-    _matches, _describe,
+    matches_all(REQUIREMENTS), _describe, requirements=REQUIREMENTS,
 )

@@ -18,7 +18,7 @@ import inspect
 from torch import nn
 
 from .common import hyperparameter, routed_spec
-from .registry import Adapter, AdapterOptions
+from .registry import Adapter, AdapterOptions, Requirement, matches_all
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -40,19 +40,25 @@ def _takes_routing(module: nn.Module) -> bool:
     return sum(1 for parameter in parameters if parameter.kind in _POSITIONAL) >= 2
 
 
-def _matches(module: nn.Module) -> bool:
-    weight, experts = getattr(module, "weight", None), getattr(module, "num_experts", None)
-    in_channels, out_channels = getattr(module, "in_channels", None), getattr(module, "out_channels", None)
-    groups, k = getattr(module, "groups", None), _kernel_size(module)
-    if not (isinstance(weight, nn.Parameter) and weight.dim() == 2 and isinstance(experts, int)
-            and all(isinstance(v, int) for v in (in_channels, out_channels, groups, k))):
+def _shape_fits(module: nn.Module) -> bool:
+    in_channels, groups, k = module.in_channels, module.groups, _kernel_size(module)
+    if not all(isinstance(v, int) for v in (in_channels, module.out_channels, groups, k, module.num_experts)):
         return False
-    if groups < 1 or in_channels % groups or weight.shape != (experts, out_channels * in_channels // groups * k * k):
-        return False
-    bias = getattr(module, "bias", None)
+    return groups >= 1 and in_channels % groups == 0 and module.weight.shape == (
+        module.num_experts, module.out_channels * in_channels // groups * k * k)
+
+
+REQUIREMENTS = (
+    Requirement("a 2-D parameter 'weight' [E, C_out * C_in/g * k * k] (flattened expert kernels)",
+                lambda m: isinstance(m.weight, nn.Parameter) and m.weight.dim() == 2),
+    Requirement("'num_experts', 'in_channels', 'out_channels', 'groups' and a square 'kernel_size' matching "
+                "the weight's shape", _shape_fits),
+    Requirement("'bias' absent or [E, C_out]", lambda m: getattr(m, "bias", None) is None
+                or tuple(m.bias.shape) == (m.num_experts, m.out_channels)),
     # No submodules: a routing function inside would make it the self-routed layout (adapters.condconv).
-    return ((bias is None or tuple(bias.shape) == (experts, out_channels)) and next(module.children(), None) is None
-            and _takes_routing(module))
+    Requirement("no submodules", lambda m: next(m.children(), None) is None),
+    Requirement("a forward taking (x, routing_weights)", _takes_routing),
+)
 
 
 def _describe(module: nn.Module, options: AdapterOptions):
@@ -71,5 +77,5 @@ def _describe(module: nn.Module, options: AdapterOptions):
 
 CONDCONV_ROUTED = Adapter(
     "condconv-routed", "CondConv2d (timm layout) routed by its block: forward(x, routing_weights), the "
-    "routing computed outside the layer", _matches, _describe,
+    "routing computed outside the layer", matches_all(REQUIREMENTS), _describe, requirements=REQUIREMENTS,
 )

@@ -12,16 +12,22 @@ from __future__ import annotations
 from torch import nn
 
 from .common import assemble_spec, hyperparameter, is_linear_map, kernel_stack, linear_map
-from .registry import Adapter, AdapterOptions, TemperatureSlot
+from .registry import Adapter, AdapterOptions, Requirement, TemperatureSlot, matches_all
+
+REQUIREMENTS = (
+    Requirement("a 5-D parameter 'weight' [K, C_out, C_in/g, k, k] (the kernel stack)",
+                lambda m: kernel_stack(m) is not None),
+    Requirement("a child 'attention'", lambda m: isinstance(m.attention, nn.Module)),
+    Requirement("attention.fc1 and attention.fc2, each an nn.Linear or 1x1 Conv2d",
+                lambda m: is_linear_map(m.attention.fc1) and is_linear_map(m.attention.fc2)),
+    Requirement("attention.fc2 with K outputs", lambda m: m.attention.fc2.weight.shape[0] == kernel_stack(m).shape[0]),
+    Requirement("attention.temperature, a number", lambda m: isinstance(m.attention.temperature, (int, float))),
+)
 
 
-def _matches(module: nn.Module) -> bool:
-    weight, attention = kernel_stack(module), getattr(module, "attention", None)
-    if weight is None or not isinstance(attention, nn.Module):
-        return False
-    fc1, fc2 = getattr(attention, "fc1", None), getattr(attention, "fc2", None)
-    return (is_linear_map(fc1) and is_linear_map(fc2) and fc2.weight.shape[0] == weight.shape[0]
-            and isinstance(getattr(attention, "temperature", None), (int, float)))
+def _batchnorm(module: nn.Module) -> nn.Module | None:
+    batchnorm = getattr(module.attention, "bn", None)
+    return batchnorm if isinstance(batchnorm, nn.BatchNorm2d) else None
 
 
 def _temperature(module: nn.Module) -> TemperatureSlot:
@@ -30,7 +36,7 @@ def _temperature(module: nn.Module) -> TemperatureSlot:
 
 def _describe(module: nn.Module, options: AdapterOptions):
     weight, attention = kernel_stack(module), module.attention
-    batchnorm = getattr(attention, "bn", None)
+    batchnorm = _batchnorm(module) if options.attention_batchnorm != "skip" else None
     bias = getattr(module, "bias", None)
     return assemble_spec(
         weight=weight.detach(),
@@ -39,7 +45,7 @@ def _describe(module: nn.Module, options: AdapterOptions):
         padding=hyperparameter(module, "padding"),
         dilation=hyperparameter(module, "dilation", default=1),
         squeeze=linear_map(attention.fc1),
-        squeeze_batchnorm=batchnorm if isinstance(batchnorm, nn.BatchNorm2d) else None,
+        squeeze_batchnorm=batchnorm,
         heads=(None, None, None, linear_map(attention.fc2)),
         temperature=_temperature(module).value,
         kernel_bias=bias.detach() if isinstance(bias, nn.Parameter) else None,
@@ -48,5 +54,6 @@ def _describe(module: nn.Module, options: AdapterOptions):
 
 DYCONV = Adapter(
     "dyconv", "Dynamic_conv2d (DyConv): softmax attention over K kernels with a temperature",
-    _matches, _describe, temperature=_temperature,
+    matches_all(REQUIREMENTS), _describe, temperature=_temperature, attention_batchnorm=_batchnorm,
+    requirements=REQUIREMENTS,
 )

@@ -3,7 +3,8 @@
 Structure: a 5-D ``weight`` [n, C_out, C_in/g, k, k] beside an ``attention`` holding ``fc`` (1x1 conv),
 ``bn`` and at least the ``channel_fc`` head; hyper-parameters ``in_planes``, ``out_planes``,
 ``kernel_num``, ``groups``, ``stride``, ``padding``, ``dilation``; the temperature a plain attribute
-of the attention.
+of the attention. Some forks keep ``attention.bn`` in the state dict but never apply it: confirmation
+finds that, and the description then leaves it out.
 """
 
 from __future__ import annotations
@@ -12,35 +13,38 @@ from torch import nn
 
 from ..odconv import describe_official
 from .common import kernel_stack
-from .registry import Adapter, AdapterOptions, TemperatureSlot
+from .registry import Adapter, AdapterOptions, Requirement, TemperatureSlot, matches_all
 
-_ATTENTION_PARTS = ("fc", "bn", "channel_fc")
 _HYPERPARAMETERS = ("in_planes", "out_planes", "kernel_num", "groups", "stride", "padding", "dilation")
 
+OFFICIAL_ATTENTION = (
+    Requirement("a 5-D parameter 'weight' [n, C_out, C_in/g, k, k] (the kernel stack)",
+                lambda m: kernel_stack(m) is not None),
+    Requirement("a child 'attention'", lambda m: isinstance(m.attention, nn.Module)),
+    *(Requirement(f"attention.{name}, a module", lambda m, name=name: isinstance(getattr(m.attention, name), nn.Module))
+      for name in ("fc", "bn", "channel_fc")),
+    Requirement("attention.temperature", lambda m: hasattr(m.attention, "temperature")),
+)
+REQUIREMENTS = OFFICIAL_ATTENTION + tuple(
+    Requirement(f"the hyper-parameter '{name}'", lambda m, name=name: hasattr(m, name)) for name in _HYPERPARAMETERS)
 
-def has_official_attention(module: nn.Module) -> bool:
-    attention = getattr(module, "attention", None)
-    return (
-        kernel_stack(module) is not None
-        and isinstance(attention, nn.Module)
-        and all(isinstance(getattr(attention, name, None), nn.Module) for name in _ATTENTION_PARTS)
-        and hasattr(attention, "temperature")
-    )
-
-
-def _matches(module: nn.Module) -> bool:
-    return has_official_attention(module) and all(hasattr(module, name) for name in _HYPERPARAMETERS)
+has_official_attention = matches_all(OFFICIAL_ATTENTION)
 
 
 def official_temperature(module: nn.Module) -> TemperatureSlot:
     return TemperatureSlot(module.attention, "temperature")
 
 
+def official_batchnorm(module: nn.Module) -> nn.Module:
+    return module.attention.bn
+
+
 def _describe(module: nn.Module, options: AdapterOptions):
-    return describe_official(module)
+    return describe_official(module, attention_batchnorm=options.attention_batchnorm != "skip")
 
 
 OFFICIAL = Adapter(
     "official", "the official ODConv2d (OSVAI/ODConv), or a verbatim copy under any class name",
-    _matches, _describe, temperature=official_temperature,
+    matches_all(REQUIREMENTS), _describe, temperature=official_temperature, attention_batchnorm=official_batchnorm,
+    requirements=REQUIREMENTS,
 )

@@ -3,7 +3,10 @@
 An adapter is data: ``matches(module)`` (by structure: parameter shapes, child module types) and
 ``describe(module, options) -> ODConvSpec``, plus optional hooks for what a variant has beyond the
 spec (an activation after the layer, a temperature kept as a plain attribute, an attention BatchNorm
-whose use depends on the batch size). Nothing outside an adapter knows a variant's attribute names.
+whose use the layer's behaviour decides). Nothing outside an adapter knows a variant's attribute names.
+
+Structure only proposes: adapters.confirmation uses a description after it reproduces the layer's own
+forward, so matching may be generous.
 """
 
 from __future__ import annotations
@@ -54,12 +57,35 @@ class TemperatureSlot:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """One structural condition of an adapter, said so that a user can see what their layer lacks:
+    ``what`` names the child, parameter or shape ("attention.bn, a BatchNorm2d")."""
+
+    what: str
+    holds: Callable[[nn.Module], bool]
+
+    def check(self, module: nn.Module) -> bool:
+        try:
+            return bool(self.holds(module))
+        except Exception:  # a layer missing what an earlier requirement only assumed
+            return False
+
+
+def matches_all(requirements: tuple[Requirement, ...]) -> Callable[[nn.Module], bool]:
+    """A ``matches`` that holds when every requirement does."""
+    return lambda module: all(requirement.check(module) for requirement in requirements)
+
+
+@dataclass(frozen=True)
 class Adapter:
     """name: shown by inspect and written in the manifest; summary: one line on the variant.
 
     epilogue(module): modules the variant applies after the convolution that the spec does not hold
     (an activation), or None. temperature(module): where its temperature lives, or None.
-    batch_dependent_batchnorm(module): the attention BatchNorm the variant skips at batch 1, or None.
+    attention_batchnorm(module): the attention BatchNorm, or None; describe folds it in when
+    ``options.attention_batchnorm`` is "apply" and leaves it out for "skip", and confirmation finds
+    which the layer does (always, never, or only at batch > 1). requirements: the structural
+    conditions in the order ``matches`` checks them, for messages on layers it does not match.
     """
 
     name: str
@@ -68,23 +94,45 @@ class Adapter:
     describe: Callable[[nn.Module, AdapterOptions], ODConvSpec]
     epilogue: Callable[[nn.Module], nn.Module | None] | None = None
     temperature: Callable[[nn.Module], TemperatureSlot | None] | None = None
-    batch_dependent_batchnorm: Callable[[nn.Module], nn.Module | None] | None = None
+    attention_batchnorm: Callable[[nn.Module], nn.Module | None] | None = None
+    requirements: tuple[Requirement, ...] = ()
+
+    def structure_gap(self, module: nn.Module) -> tuple[int, str | None]:
+        """(how many requirements ``module`` meets before the first it misses, what that one asks), or
+        (all, None) when it meets them all."""
+        for met, requirement in enumerate(self.requirements):
+            if not requirement.check(module):
+                return met, requirement.what
+        return len(self.requirements), None
 
 
 _ADAPTERS: list[Adapter] = []
 
 
-def register_adapter(adapter: Adapter) -> Adapter:
-    """Register ``adapter``; adapters are tried in registration order, so register specific ones first."""
+def register_adapter(adapter: Adapter, *, before: str | None = None) -> Adapter:
+    """Register ``adapter``; adapters are tried in registration order (the first whose description is
+    confirmed claims a layer), so register specific ones first, or ``before`` the named adapter."""
     if any(known.name == adapter.name for known in _ADAPTERS):
         raise ValueError(f"adapter {adapter.name!r} is registered twice")
-    _ADAPTERS.append(adapter)
+    names = [known.name for known in _ADAPTERS]
+    if before is not None and before not in names:
+        raise ValueError(f"no adapter {before!r} to register {adapter.name!r} before (registered: {', '.join(names)})")
+    _ADAPTERS.insert(names.index(before) if before is not None else len(_ADAPTERS), adapter)
     return adapter
+
+
+def unregister_adapter(name: str) -> Adapter:
+    """Remove the adapter called ``name`` (and return it)."""
+    index = next((i for i, known in enumerate(_ADAPTERS) if known.name == name), None)
+    if index is None:
+        raise ValueError(f"no adapter {name!r} is registered")
+    return _ADAPTERS.pop(index)
 
 
 def list_adapters() -> list[Adapter]:
     return list(_ADAPTERS)
 
 
-def find_adapter(module: nn.Module) -> Adapter | None:
-    return next((adapter for adapter in _ADAPTERS if adapter.matches(module)), None)
+def matching_adapters(module: nn.Module) -> list[Adapter]:
+    """The adapters whose structure ``module`` has, in registration order (none confirmed yet)."""
+    return [adapter for adapter in _ADAPTERS if adapter.matches(module)]

@@ -17,9 +17,23 @@ _DYNAMIC_NAME = re.compile(r"dynamic|^cond|condconv|odconv|dyconv|omni", re.IGNO
 
 @dataclass(frozen=True)
 class UnrecognisedLayer:
+    """path and type (module.qualname) of the layer; reason: why it looks dynamic and what the adapters
+    that came closest missed, or the confirmation errors of those that matched its structure;
+    attempts: those confirmations (adapters.confirmation.Attempt), empty when none matched."""
+
     path: str
     type: str
     reason: str
+    attempts: tuple = ()
+
+
+def closest_adapters(module: nn.Module, adapters, limit: int = 2) -> str | None:
+    """What the adapters that came closest to matching ``module`` by structure miss, or None when none
+    met even their first requirement."""
+    gaps = sorted(((adapter.structure_gap(module), adapter.name) for adapter in adapters if adapter.requirements),
+                  key=lambda gap: -gap[0][0])
+    near = [f"{name} needs {what}" for (met, what), name in gaps[:limit] if met > 0 and what is not None]
+    return "; ".join(near) if near else None
 
 
 def dynamic_conv_reason(module: nn.Module) -> str | None:
