@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..odconv import ODConvSpec
+from ..scratch import scratch_directory
 from .registry import Lowering
 
 # Bump when a candidate lowering's graph changes: its cached timings no longer describe it (2: decomposed's
@@ -165,7 +166,7 @@ def time_layer(
 
     example = torch.zeros(*input_shape)
     feed = {"input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
-    with tempfile.TemporaryDirectory(prefix="odexport-tune-") as work:
+    with scratch_directory("tune") as work:
         runners = {}
         for lowering in candidates:
             path = Path(work) / f"{lowering.name}.onnx"

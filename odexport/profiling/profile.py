@@ -4,7 +4,6 @@ checkpoint converted on the fly, in each runtime, precision and batch size asked
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,6 +11,7 @@ from typing import Callable, Sequence
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
 from ..input_channels import DEFAULT_CHANNELS
+from ..scratch import scratch_directory
 from ..verification.artifact import Artifact, read_artifact
 from ..verification.options import input_size_for, parse_batches
 from .machine import machine
@@ -71,7 +71,7 @@ def profile(
     budget = Budget(iterations=iterations, seconds=seconds, warmup=warmup, layer_runs=layer_runs if layers else 0)
     source = Path(source)
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="odexport-profile-") as work:
+    with scratch_directory("profile", reporter) as work:
         workdir = Path(work)
         if source.is_dir() or source.suffix in ARTIFACT_SUFFIXES:
             found = read_artifact(source)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ..parity import check_parity
 from ..reference import reference_runner
 from ..rewrite import set_temperatures
 from ..runners import Runner, TorchRunner
+from ..scratch import scratch_directory
 from .artifact import Artifact, read_artifact
 from .options import batch_sizes_for, input_size_for, parse_batches, resolve_tolerance, sample_inputs
 from .report import RuntimeVerification, VerifyReport
@@ -92,7 +92,7 @@ def verify_artifact(
     reference = _OncePerBatch(reference_runner(TorchRunner(model, (found.input_name,), found.output_names), semantics))
 
     results = []
-    with tempfile.TemporaryDirectory(prefix="odexport-verify-") as work:
+    with scratch_directory("verify", reporter) as work:
         for chosen in runtimes:
             start = time.perf_counter()
             try:
