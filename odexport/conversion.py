@@ -267,7 +267,7 @@ def convert_model(
             "odexport.version": versions()["odexport"] or "",
             "odexport.precision": precision,
             "odexport.num_classes": str(graph.output_shapes[0][-1]),
-        }
+        } | chosen_target.metadata()
         if preprocessing is not None:  # a model that does not take normalised RGB images has none
             metadata |= {"odexport.layout": preprocessing.layout, "odexport.mean": json.dumps(list(preprocessing.mean)),
                          "odexport.std": json.dumps(list(preprocessing.std))}
@@ -327,6 +327,7 @@ def convert_model(
             "source": source,
             "model": model_info,
             "target": chosen_target.name,
+            "runs_on": list(chosen_target.runs_on) if chosen_target.runs_on else None,
             "lowering": lowering,
             "precision": precision,
             "layout": layout,
