@@ -111,13 +111,14 @@ class StagedDirectory:
         """Move the staged files into place, replacing an earlier artifact (or empty directory) there.
 
         The output path is checked again here: whatever appeared there while the model was converted is
-        the user's unless it is provably odexport's."""
+        the user's unless it is provably odexport's. A replaced artifact's mode is not kept: the new
+        directory has the umask's (artifacts of earlier versions were 0700)."""
         check_replaceable(self.output)
         previous = None
-        if self.output.is_dir():
-            os.chmod(self.path, stat.S_IMODE(self.output.stat().st_mode))  # the user's choice of mode stays
-            if any(self.output.iterdir()):
-                previous = self._set_aside_previous()
+        if self.output.is_dir() and any(self.output.iterdir()):
+            previous = self._set_aside_previous()
+        elif self.output.is_dir():  # an empty directory the user made for it keeps the mode they gave it
+            os.chmod(self.path, stat.S_IMODE(self.output.stat().st_mode))
         try:
             os.rename(self.path, self.output)  # fails rather than replace a directory that is not empty
         except OSError as error:
