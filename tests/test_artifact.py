@@ -114,6 +114,21 @@ def test_replaces_an_earlier_artifact_and_takes_the_umask_mode_for_a_new_one(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "fresh"]
 
 
+def test_an_empty_directory_keeps_its_mode_and_an_old_0700_artifact_does_not(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    empty.chmod(0o751)
+    assert stat.S_IMODE(stage_and_commit(empty).stat().st_mode) == 0o751
+    old = tmp_path / "old"
+    write_artifact(old, {"model.onnx": "weights"})
+    old.chmod(0o700)  # as earlier versions left every artifact
+    previous = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(stage_and_commit(old).stat().st_mode) == 0o755
+    finally:
+        os.umask(previous)
+
+
 def test_a_foreign_directory_appearing_before_commit_is_not_replaced(tmp_path):
     output = tmp_path / "out"
     with StagedDirectory(output) as staged:
