@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from odexport.artifact import MANIFEST, StagedDirectory
 from odexport.errors import OutputError
 from odexport.manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER
-from odexport.scratch import OWNER_FILE, scratch_directory
+from odexport.scratch import OWNER_FILE
 
 
 class Notes:
@@ -145,7 +144,7 @@ def test_a_foreign_directory_appearing_before_commit_is_not_replaced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the staged files are gone too
 
 
-def _child(code: str) -> subprocess.Popen:
+def child(code: str) -> subprocess.Popen:
     """A Python process that runs ``code``, prints "ready" and waits to be killed."""
     script = f"{code}\nprint('ready', flush=True)\nimport time\ntime.sleep(600)\n"
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -156,7 +155,7 @@ def _child(code: str) -> subprocess.Popen:
 def test_stale_staging_of_a_killed_run_is_removed_and_a_live_runs_is_kept(tmp_path):
     output = tmp_path / "out"
     stage = f"from odexport.artifact import StagedDirectory\nstaged = StagedDirectory({str(output)!r})"
-    killed, live = _child(stage), _child(stage)
+    killed, live = child(stage), child(stage)
     try:
         killed.send_signal(signal.SIGKILL)
         killed.wait()
@@ -199,23 +198,3 @@ def test_an_artifact_set_aside_by_a_run_killed_while_replacing_it_is_restored(tm
         assert (output / "model.onnx").read_text() == "earlier model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert f"restored {output}" in notes.lines[0] and f"(pid {pid})" in notes.lines[0]
-
-
-def test_working_directories_of_killed_runs_are_removed_and_a_live_runs_are_kept(tmp_path, monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again, here and in the children
-    enter = "from odexport.scratch import scratch_directory\nwork = scratch_directory('verify')\nwork.__enter__()"
-    killed, live = _child(enter), _child(enter)
-    try:
-        killed.send_signal(signal.SIGKILL)
-        killed.wait()
-        assert len(list(tmp_path.iterdir())) == 2
-        notes = Notes()
-        with scratch_directory("convert", notes) as work:
-            assert work.parent == tmp_path
-        left = [p.name for p in tmp_path.iterdir()]
-        assert len(left) == 1 and left[0].startswith(f"odexport-verify-{live.pid}-")
-        assert "removed stale working directory" in notes.lines[0] and f"(pid {killed.pid})" in notes.lines[0]
-    finally:
-        live.kill()
-        live.wait()
