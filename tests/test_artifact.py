@@ -1,5 +1,5 @@
 """StagedDirectory on real files: it replaces only what odexport provably wrote, and cleans up after runs
-that were killed (real child processes, killed or stopped), never after live ones."""
+that were killed (real child processes: one killed, one still running), never after live ones."""
 
 from __future__ import annotations
 
