@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,13 @@ from .inputs import IMAGENET, Preprocessing, for_channels, parity_inputs
 from .lowering import get_lowering
 from .lowering.auto import AUTO, MeasuredChooser, auto_candidates, layer_chooser
 from .lowering.tuning import TimingContext, cpu_model
-from .manifest import MANIFEST_FORMAT, versions
+from .manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER, versions
 from .parity import TOLERANCES, ParityReport, check_parity
 from .precisions import get_precision
 from .reference import reference_runner
 from .rewrite import ODConvLayer, check_recognised, lower_model, odconv_input_shapes, set_temperatures
 from .runners import TorchRunner
+from .scratch import scratch_directory
 from .targets import FLAT, WriteRequest, get_target
 
 DEFAULT_LOWERING = "decomposed"
@@ -241,7 +241,7 @@ def convert_model(
     else:
         choose = layer_chooser(lowering)
 
-    with StagedDirectory(Path(output)) as staged, tempfile.TemporaryDirectory(prefix="odexport-") as work:
+    with StagedDirectory(Path(output), reporter) as staged, scratch_directory("convert", reporter) as work:
         action = "timing candidate lowerings per layer on the target runtime" if lowering == AUTO else lowering
         with reporter.stage("Rewrite", f"lowering ODConv layers ({action})") as stage:
             lowered, layers = lower_model(model, choose, options=options)
@@ -267,7 +267,7 @@ def convert_model(
             "odexport.version": versions()["odexport"] or "",
             "odexport.precision": precision,
             "odexport.num_classes": str(graph.output_shapes[0][-1]),
-        }
+        } | chosen_target.metadata()
         if preprocessing is not None:  # a model that does not take normalised RGB images has none
             metadata |= {"odexport.layout": preprocessing.layout, "odexport.mean": json.dumps(list(preprocessing.mean)),
                          "odexport.std": json.dumps(list(preprocessing.std))}
@@ -323,9 +323,11 @@ def convert_model(
 
         manifest = {
             "format": MANIFEST_FORMAT,
+            "producer": MANIFEST_PRODUCER,
             "source": source,
             "model": model_info,
             "target": chosen_target.name,
+            "runs_on": list(chosen_target.runs_on) if chosen_target.runs_on else None,
             "lowering": lowering,
             "precision": precision,
             "layout": layout,

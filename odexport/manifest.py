@@ -18,4 +18,6 @@ def versions() -> dict[str, str | None]:
     return {"python": platform.python_version()} | {name: _version(name) for name in packages}
 
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+# Beside "format" in every manifest: what tells an odexport artifact from a user's own manifest.json.
+MANIFEST_PRODUCER = "odexport"

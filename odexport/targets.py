@@ -3,6 +3,7 @@ executes it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from .runners import OnnxRuntimeRunner, OpenVINORunner, Runner
 
 MODEL_STEM = "model"
 FLAT = "flat"
+# ONNX metadata key of the runtimes an artifact is restricted to (a JSON list), as the manifest's "runs_on".
+RUNS_ON_KEY = "odexport.runs_on"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ class Target:
     # (fp32 ONNX file, precision) -> a runner that executes it as this target's artifact at that precision
     # would run; `auto` times candidate lowerings with it. None: the plain runner.
     runner_at: Callable[[Path, str], Runner] | None = None
+    # The only runtimes that compute this target's files correctly (its rewrites are theirs alone); None:
+    # any runtime that reads the file format.
+    runs_on: tuple[str, ...] | None = None
+
+    def metadata(self) -> dict[str, str]:
+        """What the model file itself says about where it runs."""
+        return {RUNS_ON_KEY: json.dumps(list(self.runs_on))} if self.runs_on else {}
 
     def timing_runner(self, precision: str) -> Callable[[Path], Runner]:
         if self.runner_at is None:
@@ -151,9 +161,11 @@ def _write_openvino(onnx_path: Path, out_dir: Path, request: WriteRequest) -> Pa
 
 register_target(Target("onnx", "portable ONNX file (runs in any ONNX runtime)", _write_onnx, OnnxRuntimeRunner,
                        precisions=("fp32", "fp16", "int8")))
+# The offline optimisations write ONNX Runtime's own fused operators (com.microsoft FusedConv, FusedGemm):
+# other runtimes that read ONNX may load such a file and compute wrong outputs.
 register_target(
-    Target("onnxruntime", "ONNX with ONNX Runtime graph optimizations applied offline", _write_onnxruntime,
-           OnnxRuntimeRunner, precisions=("fp32", "fp16", "int8"))
+    Target("onnxruntime", "ONNX with ONNX Runtime graph optimizations applied offline (ONNX Runtime only)",
+           _write_onnxruntime, OnnxRuntimeRunner, precisions=("fp32", "fp16", "int8"), runs_on=("onnxruntime",))
 )
 def _openvino_at(path: Path, precision: str) -> Runner:
     # fp16 IRs compute in f32 (compressed weights only); bf16 is an inference precision.

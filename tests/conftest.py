@@ -53,6 +53,16 @@ def tiny_artifacts(tmp_path_factory, tiny_model) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_onnxruntime_artifact(tmp_path_factory, tiny_model) -> Path:
+    """TinyODNet converted with --target onnxruntime (graph optimised offline for ONNX Runtime only), as
+    tiny_artifacts are; tests copy it before editing it."""
+    from odexport.conversion import convert_model
+
+    out = tmp_path_factory.mktemp("tiny") / "onnxruntime"
+    return convert_model(tiny_model, target="onnxruntime", output=out, imgsz=32, verify=False).output_dir
+
+
+@pytest.fixture(scope="session")
 def official_checkpoint(tmp_path_factory) -> CheckpointFactory:
     return CheckpointFactory(tmp_path_factory.mktemp("checkpoints"))
 

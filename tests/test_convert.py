@@ -13,6 +13,7 @@ from odexport.conversion import convert_checkpoint
 from odexport.errors import OutputError, ParityError
 from odexport.lowering import registry
 from odexport.lowering.decomposed import DecomposedODConv
+from odexport.manifest import MANIFEST_FORMAT
 
 IMGSZ = 64
 
@@ -37,6 +38,7 @@ def test_convert_passes_parity_and_writes_a_complete_artifact(official_checkpoin
     expected = ["manifest.json", "model.bin", "model.xml"] if target == "openvino" else ["manifest.json", "model.onnx"]
     assert files == expected
     manifest = json.loads((result.output_dir / "manifest.json").read_text())
+    assert (manifest["format"], manifest["producer"]) == (MANIFEST_FORMAT, "odexport")
     assert manifest["model"]["arch"] == arch
     assert manifest["model"]["kernel_num"] == kernel_num
     assert manifest["source"]["format"] == "official-checkpoint"
@@ -94,7 +96,7 @@ def test_reconvert_replaces_an_earlier_artifact_but_never_a_foreign_directory(of
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(OutputError, match="not empty and holds no odexport artifact"):
+    with pytest.raises(OutputError, match="is not an odexport artifact; it was left untouched"):
         convert_checkpoint(checkpoint, target="onnx", output=foreign, imgsz=IMGSZ)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..odconv import ODConvSpec
+from ..scratch import dead_owner, process_tag, scratch_directory
 from .registry import Lowering
 
 # Bump when a candidate lowering's graph changes: its cached timings no longer describe it (2: decomposed's
@@ -107,11 +108,23 @@ class TimingCache:
     def save(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".timings-", delete=False) as tmp:
+            _remove_abandoned_writes(self.path.parent)
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=f"{_PARTIAL}{process_tag()}-",
+                                             delete=False) as tmp:
                 json.dump({"format": CACHE_FORMAT, "timings": self.entries}, tmp, indent=1, sort_keys=True)
             os.replace(tmp.name, self.path)
         except OSError:
             pass  # a read-only home only costs re-measuring next time
+
+
+_PARTIAL = ".timings-"  # a cache being written: the writer's process tag follows, then a random part
+
+
+def _remove_abandoned_writes(directory: Path) -> None:
+    """Remove the half-written caches of runs killed while saving (named with their process tag)."""
+    for path in directory.glob(f"{_PARTIAL}*"):
+        if path.is_file() and not path.is_symlink() and dead_owner(path.name[len(_PARTIAL):].rpartition("-")[0]):
+            path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,7 @@ def time_layer(
 
     example = torch.zeros(*input_shape)
     feed = {"input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
-    with tempfile.TemporaryDirectory(prefix="odexport-tune-") as work:
+    with scratch_directory("tune") as work:
         runners = {}
         for lowering in candidates:
             path = Path(work) / f"{lowering.name}.onnx"

@@ -4,7 +4,6 @@ architecture with plain convolutions), as ratios to the twin at the same runtime
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from torch import nn
 from ..calibration import SYNTHETIC
 from ..console import Reporter, SilentReporter
 from ..errors import InputError, OdexportError
+from ..scratch import scratch_directory
 from .machine import machine
 from .measure import Budget, Session, TorchSession, interleaved, runtime_session
 from .placement import Placement, PlacementLog
@@ -145,7 +145,7 @@ def compare_models(
     lowerings = list(lowerings if lowerings is not None else default_lowerings())
     notes: list[str] = []
     runs: list[tuple[str, RunProfile, Placement]] = []
-    with tempfile.TemporaryDirectory(prefix="odexport-compare-") as work:
+    with scratch_directory("compare", reporter) as work:
         exporters = _exporters(model, twin, lowerings, naive, size, Path(work), reporter, notes)
         # Variants measured side by side share a group; a group's sessions are alive together and timed in
         # interleaved rounds, so the twin and each lowering see the same load.

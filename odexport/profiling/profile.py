@@ -4,7 +4,6 @@ checkpoint converted on the fly, in each runtime, precision and batch size asked
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,12 +11,14 @@ from typing import Callable, Sequence
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
 from ..input_channels import DEFAULT_CHANNELS
+from ..scratch import scratch_directory
 from ..verification.artifact import Artifact, read_artifact
 from ..verification.options import input_size_for, parse_batches
+from ..verification.runtimes import left_out_note
 from .machine import machine
 from .measure import Budget, measure_runtime
 from .result import ProfileReport, RunProfile
-from .runtimes import HINTS, PRECISIONS, RunOptions, choose_runtimes
+from .runtimes import HINTS, PRECISIONS, RUNTIMES, RunOptions, choose_runtimes
 
 DEFAULT_THREADS = 2  # comparable numbers across machines; 0 or None lets each runtime choose
 ARTIFACT_SUFFIXES = (".onnx", ".xml")
@@ -34,6 +35,7 @@ class _Unit:
     odconv_layers: tuple[str, ...]
     channels: int  # of the input [B, C, H, W]
     precision: str = "fp32"  # what convert wrote (the manifest's precision)
+    runs_on: tuple[str, ...] | None = None  # the only runtimes the file is correct on (Artifact.runs_on)
 
 
 def profile(
@@ -71,19 +73,23 @@ def profile(
     budget = Budget(iterations=iterations, seconds=seconds, warmup=warmup, layer_runs=layer_runs if layers else 0)
     source = Path(source)
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="odexport-profile-") as work:
+    with scratch_directory("profile", reporter) as work:
         workdir = Path(work)
         if source.is_dir() or source.suffix in ARTIFACT_SUFFIXES:
             found = read_artifact(source)
             size = input_size_for(found, _parse_size(imgsz))
             units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found),
-                           found.channels or DEFAULT_CHANNELS, (found.manifest or {}).get("precision") or "fp32")]
+                           found.channels or DEFAULT_CHANNELS, (found.manifest or {}).get("precision") or "fp32",
+                           found.runs_on)]
         else:
             size = _parse_size(imgsz) or (224, 224)
             units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
         plan = []
         for unit in units:
-            for chosen in choose_runtimes(runtime, unit.model_file):
+            chosen_runtimes = choose_runtimes(runtime, unit.model_file, unit.runs_on)
+            if unit.runs_on and runtime == "all":
+                notes += left_out_note(chosen_runtimes, unit.model_file, RUNTIMES)
+            for chosen in chosen_runtimes:
                 offered, skipped = _precisions_for(unit, chosen, options)
                 notes += skipped
                 if hint == "throughput" and chosen.parallel is None:

@@ -145,11 +145,12 @@ RUNTIMES: dict[str, ProfilingRuntime] = {runtime.name: runtime for runtime in (O
 PRECISIONS = tuple(dict.fromkeys(p for runtime in RUNTIMES.values() for p in runtime.precisions))
 
 
-def choose_runtimes(choice: str, model_file: Path) -> list[ProfilingRuntime]:
-    """"all": every runtime that reads the file; else the one named (verify's rules, over this registry)."""
+def choose_runtimes(choice: str, model_file: Path, runs_on: tuple[str, ...] | None = None) -> list[ProfilingRuntime]:
+    """"all": every runtime that reads the file (of ``runs_on`` when the file is restricted to those); else
+    the one named (verify's rules, over this registry)."""
     from ..verification.runtimes import choose_runtimes as choose
 
-    return choose(choice, model_file, registry=RUNTIMES)
+    return choose(choice, model_file, registry=RUNTIMES, runs_on=runs_on)
 
 
 def layer_breakdown(runtime: ProfilingRuntime, model_file: Path, options: RunOptions, shape: tuple[int, ...],

@@ -51,6 +51,32 @@ class Artifact:
         layers = (self.manifest or {}).get("odconv_layers") or []
         return {layer["path"]: layer["folded_batchnorm"] for layer in layers if layer.get("folded_batchnorm")}
 
+    @property
+    def runs_on(self) -> tuple[str, ...] | None:
+        """The only runtimes that compute this file correctly (e.g. an ONNX optimised offline for ONNX
+        Runtime): the model file's own metadata, else the manifest's "runs_on"; None: any that reads it."""
+        return _runs_on_metadata(self.model_file) or _runtime_names((self.manifest or {}).get("runs_on"))
+
+
+def _runtime_names(value) -> tuple[str, ...] | None:
+    if isinstance(value, list) and value and all(isinstance(name, str) for name in value):
+        return tuple(value)
+    return None
+
+
+def _runs_on_metadata(path: Path) -> tuple[str, ...] | None:
+    if path.suffix != ".onnx":
+        return None
+    import onnx
+
+    from ..targets import RUNS_ON_KEY
+
+    props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        return _runtime_names(json.loads(props[RUNS_ON_KEY]))
+    except (KeyError, ValueError):
+        return None
+
 
 def _onnx_io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
     import onnx

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,10 +18,11 @@ from ..parity import check_parity
 from ..reference import reference_runner
 from ..rewrite import set_temperatures
 from ..runners import Runner, TorchRunner
+from ..scratch import scratch_directory
 from .artifact import Artifact, read_artifact
 from .options import batch_sizes_for, input_size_for, parse_batches, resolve_tolerance, sample_inputs
 from .report import RuntimeVerification, VerifyReport
-from .runtimes import build_runner, choose_runtimes
+from .runtimes import build_runner, choose_runtimes, left_out_note
 
 
 class _OncePerBatch:
@@ -71,7 +71,8 @@ def verify_artifact(
 
     reporter = reporter or SilentReporter()
     found = read_artifact(Path(artifact))
-    runtimes = choose_runtimes(runtime, found.model_file)
+    runtimes = choose_runtimes(runtime, found.model_file, runs_on=found.runs_on)
+    notes: list[str] = left_out_note(runtimes, found.model_file) if runtime == "all" and found.runs_on else []
     # The preset of the precision convert wrote the artifact in, unless told otherwise.
     precision = precision or (found.manifest or {}).get("precision") or "fp32"
     tolerance = resolve_tolerance(precision, atol, rtol)
@@ -81,7 +82,6 @@ def verify_artifact(
         raise InputError("verify needs one PyTorch reference: a checkpoint, or (from Python) a model",
                          hint="pass --checkpoint with the file the artifact was converted from")
 
-    notes: list[str] = []
     with reporter.stage("Load", "building the PyTorch reference") as stage:
         model, reference_name = _reference(checkpoint, model, found, arch, unsafe_pickle, notes)
         stage.result = reference_name
@@ -92,7 +92,7 @@ def verify_artifact(
     reference = _OncePerBatch(reference_runner(TorchRunner(model, (found.input_name,), found.output_names), semantics))
 
     results = []
-    with tempfile.TemporaryDirectory(prefix="odexport-verify-") as work:
+    with scratch_directory("verify", reporter) as work:
         for chosen in runtimes:
             start = time.perf_counter()
             try:

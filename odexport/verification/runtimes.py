@@ -59,14 +59,19 @@ RUNTIMES: dict[str, VerifyRuntime] = {
 }
 
 
-def choose_runtimes(choice: str | None, model_file: Path, registry: dict | None = None) -> list:
+def choose_runtimes(choice: str | None, model_file: Path, registry: dict | None = None,
+                    runs_on: tuple[str, ...] | None = None) -> list:
     """None: the file's default runtime; "all": every runtime that reads it; else that runtime.
 
     registry: {name: runtime with .name and .reads (file suffixes)}; verify's RUNTIMES by default
-    (profile has its own, with the same choosing rules).
+    (profile has its own, with the same choosing rules). runs_on: the only runtimes the artifact is
+    correct on (Artifact.runs_on); others are left out, and naming one is an error.
     """
     runtimes = registry if registry is not None else RUNTIMES
     able = [runtime for runtime in runtimes.values() if model_file.suffix in runtime.reads]
+    if runs_on is not None:
+        _check_runs_on(choice, model_file, runtimes, able, runs_on)
+        able = [runtime for runtime in able if runtime.name in runs_on]
     if choice is None:
         return able[:1]
     if choice == "all":
@@ -77,6 +82,29 @@ def choose_runtimes(choice: str | None, model_file: Path, registry: dict | None 
         raise InputError(f"{choice} cannot run {model_file.name} (it reads {', '.join(runtimes[choice].reads)})",
                          hint=f"use --runtime {' or '.join(r.name for r in able)}, or pass the artifact's .onnx")
     return [runtimes[choice]]
+
+
+def _check_runs_on(choice: str | None, model_file: Path, runtimes: dict, able: list, runs_on: tuple[str, ...]) -> None:
+    """InputError when the runtime asked for (or every runtime that reads the file) is not one it runs on."""
+    allowed = [runtime.name for runtime in able if runtime.name in runs_on]
+    refused = choice in runtimes and choice not in runs_on
+    if refused or not allowed:
+        asked = choice if refused else " or ".join(runtime.name for runtime in able) or "any runtime here"
+        raise InputError(f"{model_file.name} is correct on {', '.join(runs_on)} only (the runs_on of its metadata "
+                         f"or manifest: it was optimised offline for it); {asked} may load it but compute wrong "
+                         "outputs",
+                         hint=f"use --runtime {' or '.join(allowed)}" if allowed else
+                         "convert with --target onnx (portable) or --target openvino for another runtime")
+
+
+def left_out_note(chosen: list, model_file: Path, registry: dict | None = None) -> list[str]:
+    """A note naming the runtimes that read ``model_file`` but were left out because it is not correct on
+    them (empty when none were)."""
+    runtimes = registry if registry is not None else RUNTIMES
+    names = {runtime.name for runtime in chosen}
+    left = [name for name, runtime in runtimes.items() if model_file.suffix in runtime.reads and name not in names]
+    return [f"{', '.join(left)} left out: {model_file.name} is correct on {', '.join(sorted(names))} only "
+            "(its runs_on)"] if left else []
 
 
 def build_runner(runtime: VerifyRuntime, model_file: Path) -> Runner:

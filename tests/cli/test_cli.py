@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from odexport.cli.app import app
+from odexport.manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER
 from odexport.models import list_models
 
 runner = CliRunner()
@@ -37,7 +38,7 @@ def output_dir(tmp_path):
     """An existing output directory holding an earlier artifact: errors must leave it as it was."""
     out = tmp_path / "out"
     out.mkdir()
-    (out / "manifest.json").write_text("{}")
+    (out / "manifest.json").write_text(json.dumps({"format": MANIFEST_FORMAT, "producer": MANIFEST_PRODUCER, "files": []}))
     return out
 
 
