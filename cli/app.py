@@ -11,6 +11,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from odexport.errors import OdexportError
 
@@ -50,9 +51,9 @@ def _run(action: Callable[[], int | None], debug: bool) -> None:
     except OdexportError as error:
         if debug:
             traceback.print_exc()
-        stderr.print(f"[bold red]error:[/bold red] {error.message}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/bold red] {escape(error.message)}", soft_wrap=True)
         if error.hint:
-            stderr.print(f"  hint: {error.hint}", soft_wrap=True)
+            stderr.print(f"  hint: {escape(error.hint)}", soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         stderr.print("interrupted; nothing was left half-written")
@@ -60,7 +61,7 @@ def _run(action: Callable[[], int | None], debug: bool) -> None:
     except Exception as error:
         if debug:
             traceback.print_exc()
-        stderr.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}", soft_wrap=True)
+        stderr.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {escape(str(error))}", soft_wrap=True)
         stderr.print("  hint: rerun with --debug and report the traceback")
         raise typer.Exit(3) from None
     raise typer.Exit(code)

@@ -61,8 +61,9 @@ def quantize_onnx_int8(source: Path, destination: Path, batches: Iterable[np.nda
 def quantize_openvino_int8(model, batches: list[np.ndarray], advance: Callable[[], None] = lambda: None):
     """An ``openvino.Model`` with its constant-weight convolutions quantized by NNCF (FakeQuantize on
     activations, int8 weights). batches: [B, 3, H, W] float32 at the model's batch."""
-    import nncf
+    from .extras import require
 
+    nncf = require("nncf")
     logging.getLogger("nncf").setLevel(logging.ERROR)  # its INFO notes would interleave our stage lines
     run_time_kernels = [op.get_friendly_name() for op in model.get_ordered_ops()
                         if op.get_type_name() in ("Convolution", "GroupConvolution")

@@ -55,6 +55,8 @@ class Target:
     # (fp32 ONNX file, precision) -> a runner that executes it as this target's artifact at that precision
     # would run; `auto` times candidate lowerings with it. None: the plain runner.
     runner_at: Callable[[Path, str], Runner] | None = None
+    # precision -> the optional module (odexport.extras) writing it needs, checked before any slow work.
+    needs: dict[str, str] = field(default_factory=dict)
 
     def timing_runner(self, precision: str) -> Callable[[Path], Runner]:
         if self.runner_at is None:
@@ -71,6 +73,10 @@ class Target:
         if layout not in self.layouts:
             raise InputError(f"target {self.name} has no {layout!r} layout",
                              hint=f"{self.name} layouts: {', '.join(self.layouts)}")
+        if precision in self.needs:
+            from .extras import require
+
+            require(self.needs[precision])
 
 
 _TARGETS: dict[str, Target] = {}
@@ -161,4 +167,5 @@ def _openvino_at(path: Path, precision: str) -> Runner:
 
 
 register_target(Target("openvino", "OpenVINO IR (.xml + .bin)", _write_openvino, OpenVINORunner,
-                       precisions=("fp32", "fp16", "bf16", "int8"), layouts=(FLAT, "ovms"), runner_at=_openvino_at))
+                       precisions=("fp32", "fp16", "bf16", "int8"), layouts=(FLAT, "ovms"), runner_at=_openvino_at,
+                       needs={"int8": "nncf"}))

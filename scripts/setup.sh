@@ -13,8 +13,13 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 10))'; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
-# torch first and alone, pinned, so that no other package's requirement can pull a CUDA build.
-.venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt torch==2.13.0
+# torch first and alone, at the version constraints.txt pins, from PyTorch's CPU index as well: there
+# the same version carries a +cpu local label, which pip prefers, so no CUDA build is pulled. odexport
+# itself only declares a range of torch, which the build installed here satisfies.
+torch_index=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
+.venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt \
+    ${torch_index:+--extra-index-url "$torch_index"} torch
+# [dev]: the test tools and every optional extra (int8, plot).
 .venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt -e '.[dev]'
 if .venv/bin/python -c 'import sys, torch; sys.exit(torch.version.cuda is None)'; then
     echo "warning: a CUDA build of torch was installed; odexport only needs the CPU build" >&2

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OutputError
+from ..extras import require
 from .layers import CATEGORIES
 
 _COLORS = {"odconv attention": "#d62728", "odconv convolution": "#1f77b4", "other": "#7f7f7f"}
 
 
 def _figure(rows: int):
-    import matplotlib
-
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")  # no display needed; also keeps a CLI run from opening windows
     import matplotlib.pyplot as plt
 
@@ -23,6 +23,7 @@ def check_plot_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise OutputError(f"--plot {path}: the chart is written as PNG", hint="give the file a .png name")
+    require("matplotlib")
     return path
 
 
