@@ -18,7 +18,9 @@ from odexport.errors import OdexportError
 from . import render
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Export ODConv models to ONNX, ONNX Runtime and OpenVINO, and prove they match PyTorch.",
@@ -42,6 +44,24 @@ ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="Input ch
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Set the attention temperature of every recognised layer that keeps one outside the state dict (reported by inspect).")]
 AttentionBatchnormOpt = Annotated[Optional[str], typer.Option("--attention-batchnorm", help="For variants that skip their attention BatchNorm at batch 1: export 'apply' (running statistics, the batch > 1 behaviour) or 'skip' (the batch 1 behaviour).")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from odexport import __version__
+        from odexport.manifest import versions
+
+        found = ", ".join(f"{name} {version}" for name, version in versions().items() if name != "odexport" and version)
+        stdout.print(f"odexport {__version__} ({found})", soft_wrap=True)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_show_version, is_eager=True,
+                                          help="Show the version of odexport and of the runtimes it uses, and exit.")] = False,
+) -> None:
+    """Export ODConv models to ONNX, ONNX Runtime and OpenVINO, and prove they match PyTorch."""
 
 
 def _run(action: Callable[[], int | None], debug: bool) -> None:
@@ -226,8 +246,6 @@ def profile(
 ) -> None:
     """Measure latency (median, mean, p90, p99, min, max), throughput, compile and first-inference time and
     peak memory in ONNX Runtime and OpenVINO; with --layers, where the time goes per PyTorch module."""
-    from rich.progress import Progress
-
     from odexport.console import ConsoleReporter
     from odexport.profiling import profile as run_profile
     from odexport.profiling.comparison import compare as run_compare
@@ -238,12 +256,8 @@ def profile(
     def action() -> None:
         if plot_file:
             check_plot_path(plot_file)  # before minutes of measuring, not after
-        with Progress(console=stderr, transient=True) as bar:
-            task = bar.add_task("profiling", total=None)
-
-            def advance(index: int, total: int, description: str) -> None:
-                bar.update(task, completed=index, total=total, description=description)
-
+        reporter = ConsoleReporter(stderr)
+        with reporter.steps("profiling") as advance:
             if compare:
                 from odexport.verification.options import parse_batches
 
@@ -252,10 +266,8 @@ def profile(
                     runtimes=parse_runtimes(runtime), precisions=_split(precision) or ("fp32", "bf16"),
                     batch_sizes=parse_batches(batch) or (1,), imgsz=imgsz or "224", threads=threads or None,
                     budget=Budget(iterations=iterations, seconds=seconds), lowerings=_split([lowering]) if lowering else None,
-                    progress=advance)
+                    reporter=reporter, progress=advance)
             else:
-                reporter = ConsoleReporter()
-                reporter.console = stderr  # stage lines print above the live progress bar, not through it
                 result = run_profile(
                     source, runtime=runtime, precisions=_split(precision) or ("fp32",), hint=hint, threads=threads,
                     streams=streams, batch_sizes=batch, imgsz=imgsz, iterations=iterations, seconds=seconds,

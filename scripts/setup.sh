@@ -15,9 +15,10 @@ fi
 
 # torch first and alone, at the version constraints.txt pins, from PyTorch's CPU index as well: there
 # the same version carries a +cpu local label, which pip prefers, so no CUDA build is pulled. odexport
-# itself only declares a range of torch, which the build installed here satisfies.
+# itself only declares a range of torch, which the build installed here satisfies. Its own
+# requirements come with the next install, from the usual index (TORCH_INDEX_URL= skips the CPU index).
 torch_index=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
-.venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt \
+.venv/bin/python -m pip install --disable-pip-version-check --quiet --no-deps -c constraints.txt \
     ${torch_index:+--extra-index-url "$torch_index"} torch
 # [dev]: the test tools and every optional extra (int8, plot).
 .venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt -e '.[dev]'
