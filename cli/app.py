@@ -138,36 +138,15 @@ def inspect(
     """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), what a file
     holding a whole module holds (each dynamic convolution, the adapter that recognised it, and what no
     adapter recognised), or what an exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
-    from odexport.api import inspect as inspect_module
-    from odexport.checkpoint import load_checkpoint, read_module
-    from odexport.conversion import parse_imgsz
-    from odexport.errors import UnknownArchitectureError
-    from odexport.inspection import summarize_model, summarize_onnx
+    from odexport.api import ModuleInspection
+    from odexport.api import inspect as run_inspect
+    from odexport.inspection import OnnxSummary
 
     def action() -> None:
-        if checkpoint.suffix == ".onnx":
-            _show(summarize_onnx(checkpoint).to_dict(), as_json, render.onnx_inspection)
-            return
-        size = parse_imgsz(imgsz)
-        try:
-            loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
-        except UnknownArchitectureError:
-            whole = read_module(checkpoint, unsafe_pickle=unsafe_pickle)
-            if whole is None or arch is not None:
-                raise
-            _show(inspect_module(whole).to_dict(), as_json, render.module_inspection)
-            return
-        summary = summarize_model(loaded.model, size)
-        report = {
-            "arch": loaded.arch,
-            "kernel_num": loaded.kernel_num,
-            "reduction": loaded.reduction,
-            "num_classes": loaded.num_classes,
-            "source_format": loaded.source_format,
-            "sha256": loaded.sha256,
-            "inferred": list(loaded.inferred),
-        } | summary.to_dict()
-        _show(report, as_json, render.inspection)
+        found = run_inspect(checkpoint, imgsz=imgsz, arch=arch, unsafe_pickle=unsafe_pickle)
+        table = (render.onnx_inspection if isinstance(found, OnnxSummary) else
+                 render.module_inspection if isinstance(found, ModuleInspection) else render.inspection)
+        _show(found.to_dict(), as_json, table)
 
     _run(action, debug)
 
@@ -269,8 +248,8 @@ def profile(
                     reporter=reporter, progress=advance)
             else:
                 result = run_profile(
-                    source, runtime=runtime, precisions=_split(precision) or ("fp32",), hint=hint, threads=threads,
-                    streams=streams, batch_sizes=batch, imgsz=imgsz, iterations=iterations, seconds=seconds,
+                    source, runtime=runtime, precision=_split(precision) or "fp32", hint=hint, threads=threads,
+                    streams=streams, batch=batch, imgsz=imgsz, iterations=iterations, time=seconds,
                     layers=layers, lowering=lowering or "decomposed", arch=arch, unsafe_pickle=unsafe_pickle,
                     reporter=reporter, progress=advance)
         if compare:

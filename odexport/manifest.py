@@ -19,3 +19,12 @@ def versions() -> dict[str, str | None]:
 
 
 MANIFEST_FORMAT = 1
+
+# Version of the layout of odexport's JSON reports (verify --json, profile --json, inspect --json): raised
+# when a field is renamed or removed, so a reader can tell an old file from a new one.
+REPORT_SCHEMA_VERSION = 1
+
+
+def stamped(report: dict) -> dict:
+    """``report`` with the schema version and the package versions that produced it, first."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, "versions": versions()} | report

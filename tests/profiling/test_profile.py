@@ -27,7 +27,7 @@ def assert_sane(run, batch: int) -> None:
 
 @pytest.fixture(scope="module")
 def onnx_report(tiny_artifacts):
-    return profile(tiny_artifacts["onnx"], runtime="all", precisions=["fp32,bf16"], batch_sizes=["1,2"],
+    return profile(tiny_artifacts["onnx"], runtime="all", precision=["fp32,bf16"], batch=["1,2"],
                    layers=True, layer_runs=3, **QUICK)
 
 
@@ -75,7 +75,7 @@ def test_plot_is_a_png(onnx_report, tmp_path):
 
 
 def test_openvino_ir_with_throughput_hint(tiny_artifacts):
-    report = profile(tiny_artifacts["openvino"], hint="throughput", precisions=["bf16"], streams=2, **QUICK)
+    report = profile(tiny_artifacts["openvino"], hint="throughput", precision="bf16", streams=2, **QUICK)
     (run,) = report.runs
     assert (run.runtime, run.precision, run.hint, run.streams) == ("openvino", "bf16", "throughput", 2)
     assert_sane(run, 1)
@@ -83,13 +83,13 @@ def test_openvino_ir_with_throughput_hint(tiny_artifacts):
 
 
 @pytest.mark.parametrize("kwargs, phrase", [
-    ({"runtime": "onnxruntime", "precisions": ["bf16"]}, "onnxruntime does not offer bf16"),
-    ({"precisions": ["int8"]}, "int8 is written by convert"),
-    ({"precisions": ["int4"]}, "unknown precision"),
+    ({"runtime": "onnxruntime", "precision": "bf16"}, "onnxruntime does not offer bf16"),
+    ({"precision": "int8"}, "int8 is written by convert"),
+    ({"precision": ["int4"]}, "unknown precision"),
     ({"runtime": "tensorrt"}, "unknown runtime"),
     ({"hint": "fast"}, "unknown performance hint"),
     ({"iterations": 0}, "cannot time"),
-    ({"batch_sizes": ["0"]}, "not a positive int"),
+    ({"batch": "0"}, "not a positive int"),
     ({"imgsz": "64"}, "takes 32x32 inputs"),
 ])
 def test_bad_options_are_input_errors(tiny_artifacts, kwargs, phrase):
@@ -103,7 +103,7 @@ def test_fixed_batch_and_runtime_mismatches(tiny_artifacts, tiny_model, tmp_path
     fixed = convert_model(tiny_model, target="onnx", output=tmp_path / "fixed", imgsz=SIZE, lowering="dynamic-weight",
                           batch=2, verify=False).output_dir
     with pytest.raises(InputError, match="fixed batch of 2"):
-        profile(fixed, batch_sizes=[1], **QUICK)
+        profile(fixed, batch=1, **QUICK)
     with pytest.raises(InputError, match="cannot run model.xml"):
         profile(tiny_artifacts["openvino"], runtime="onnxruntime", **QUICK)
     with pytest.raises(InputError, match="no such file"):
@@ -115,13 +115,13 @@ def test_an_int8_artifact_is_measured_as_written(tiny_model, tmp_path):
 
     quantized = convert_model(tiny_model, target="openvino", output=tmp_path / "int8", imgsz=SIZE, precision="int8",
                               calibration="synthetic", calibration_size=4, verify=False).output_dir
-    report = profile(quantized, precisions=["fp32"], **QUICK)
+    report = profile(quantized, precision="fp32", **QUICK)
     assert [run.key for run in report.runs] == ["openvino int8 b1"]
     assert any("quantized to int8" in note for note in report.notes)
 
 
 def test_a_checkpoint_is_converted_on_the_fly(official_checkpoint):
-    report = profile(official_checkpoint("od_resnet18"), runtime="onnxruntime", imgsz=SIZE, batch_sizes=[1, 2],
+    report = profile(official_checkpoint("od_resnet18"), runtime="onnxruntime", imgsz=SIZE, batch=[1, 2],
                      layers=True, layer_runs=2, **QUICK)
     assert [run.key for run in report.runs] == ["onnxruntime fp32 b1", "onnxruntime fp32 b2"]
     assert len(report.odconv_layers) == 16 and "layer1.0.conv1" in report.odconv_layers
@@ -131,7 +131,7 @@ def test_a_checkpoint_is_converted_on_the_fly(official_checkpoint):
 
 @pytest.mark.slow  # two conversions of od_resnet18
 def test_a_fixed_batch_lowering_is_converted_once_per_batch(official_checkpoint):
-    report = profile(official_checkpoint("od_resnet18"), runtime="openvino", imgsz=SIZE, batch_sizes=[1, 2],
+    report = profile(official_checkpoint("od_resnet18"), runtime="openvino", imgsz=SIZE, batch=[1, 2],
                      lowering="dynamic-weight", **QUICK)
     assert [run.input_shape[0] for run in report.runs] == [1, 2]
     assert len(set(report.model_file.split(", "))) == 2
