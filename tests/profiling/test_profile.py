@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.image
 import pytest
 
 from conftest import QUICK, SIZE
 from odexport.errors import InputError
 from odexport.profiling import ATTENTION, CONVOLUTION, ProfileReport, profile
-from odexport.profiling.plot import plot_profile
+from odexport.profiling.plot import plot_profile, profile_figure
 
 LAYERS = ("conv1", "dw", "pw")  # TinyODNet's ODConv layers
 
@@ -69,9 +70,25 @@ def test_json_reads_back_equal(onnx_report, tmp_path):
     assert ProfileReport.read_json(path) == onnx_report
 
 
-def test_plot_is_a_png(onnx_report, tmp_path):
+def test_plot_names_the_artifact_labels_every_configuration_and_splits_each_module(onnx_report, tmp_path):
+    figure = profile_figure(onnx_report)
+    latency, *modules = figure.axes
+    title = latency.get_title()
+    assert "onnx (model.onnx)" in title and f"{SIZE}x{SIZE}" in title and "latency hint, 2 threads" in title
+    labels = [text.get_text() for text in latency.texts]
+    for run in onnx_report.runs:  # each configuration is a labelled bar
+        assert f"{run.runtime} {run.precision}, batch {run.batch}" in [t.get_text() for t in latency.get_yticklabels()]
+        assert any(f"median {run.latency.median_ms:.3g} ms" in label for label in labels)
+    assert len(modules) == len(onnx_report.runs)  # one per-module chart per configuration measured with layers
+    for axis, run in zip(modules, onnx_report.runs):
+        assert axis.get_title().startswith(f"{run.runtime} {run.precision}, batch {run.batch}")
+        shown = [t.get_text() for t in axis.get_yticklabels()]
+        assert run.layers.layers[0].module in shown and set(LAYERS) <= set(shown)  # slowest first; every ODConv layer
+        assert {ATTENTION, CONVOLUTION} <= {t.get_text() for t in axis.get_legend().get_texts()}
+        assert len(axis.texts) == len(shown)  # every module's total is written on its bar
     path = plot_profile(onnx_report, tmp_path / "profile.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 600 and image.std() > 0.05  # a tall chart with something drawn on it
 
 
 def test_openvino_ir_with_throughput_hint(tiny_artifacts):
