@@ -117,7 +117,7 @@ def run_cli(*args):
 
 
 def quick_options():
-    return ["-n", str(QUICK["iterations"]), "--time", str(QUICK["seconds"])]
+    return ["-n", str(QUICK["iterations"]), "--time", str(QUICK["time"])]
 
 
 def test_cli_profile_writes_json_and_plot(tiny_artifacts, tmp_path):
