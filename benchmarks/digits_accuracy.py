@@ -158,11 +158,11 @@ def median_latency_ms(runner, sample: np.ndarray) -> float:
 
 
 def write_calibration_folder(images: np.ndarray, directory: Path) -> Path:
-    import skimage.io
+    from PIL import Image
 
     directory.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
-        skimage.io.imsave(directory / f"{index:03d}.png", image, check_contrast=False)
+        Image.fromarray(image).save(directory / f"{index:03d}.png")
     return directory
 
 

@@ -11,13 +11,16 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from odexport.errors import OdexportError
 
 from . import render
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Export ODConv models to ONNX, ONNX Runtime and OpenVINO, and prove they match PyTorch.",
@@ -43,6 +46,24 @@ TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="
 AttentionBatchnormOpt = Annotated[Optional[str], typer.Option("--attention-batchnorm", help="For variants that skip their attention BatchNorm at batch 1: export 'apply' (running statistics, the batch > 1 behaviour) or 'skip' (the batch 1 behaviour).")]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from odexport import __version__
+        from odexport.manifest import versions
+
+        found = ", ".join(f"{name} {version}" for name, version in versions().items() if name != "odexport" and version)
+        stdout.print(f"odexport {__version__} ({found})", soft_wrap=True)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_show_version, is_eager=True,
+                                          help="Show the version of odexport and of the runtimes it uses, and exit.")] = False,
+) -> None:
+    """Export ODConv models to ONNX, ONNX Runtime and OpenVINO, and prove they match PyTorch."""
+
+
 def _run(action: Callable[[], int | None], debug: bool) -> None:
     """Run a command body; turn odexport errors into one line on stderr and an exit code."""
     try:
@@ -50,9 +71,9 @@ def _run(action: Callable[[], int | None], debug: bool) -> None:
     except OdexportError as error:
         if debug:
             traceback.print_exc()
-        stderr.print(f"[bold red]error:[/bold red] {error.message}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/bold red] {escape(error.message)}", soft_wrap=True)
         if error.hint:
-            stderr.print(f"  hint: {error.hint}", soft_wrap=True)
+            stderr.print(f"  hint: {escape(error.hint)}", soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         stderr.print("interrupted; nothing was left half-written")
@@ -60,7 +81,7 @@ def _run(action: Callable[[], int | None], debug: bool) -> None:
     except Exception as error:
         if debug:
             traceback.print_exc()
-        stderr.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}", soft_wrap=True)
+        stderr.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {escape(str(error))}", soft_wrap=True)
         stderr.print("  hint: rerun with --debug and report the traceback")
         raise typer.Exit(3) from None
     raise typer.Exit(code)
@@ -117,36 +138,15 @@ def inspect(
     """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), what a file
     holding a whole module holds (each dynamic convolution, the adapter that recognised it, and what no
     adapter recognised), or what an exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
-    from odexport.api import inspect as inspect_module
-    from odexport.checkpoint import load_checkpoint, read_module
-    from odexport.conversion import parse_imgsz
-    from odexport.errors import UnknownArchitectureError
-    from odexport.inspection import summarize_model, summarize_onnx
+    from odexport.api import ModuleInspection
+    from odexport.api import inspect as run_inspect
+    from odexport.inspection import OnnxSummary
 
     def action() -> None:
-        if checkpoint.suffix == ".onnx":
-            _show(summarize_onnx(checkpoint).to_dict(), as_json, render.onnx_inspection)
-            return
-        size = parse_imgsz(imgsz)
-        try:
-            loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
-        except UnknownArchitectureError:
-            whole = read_module(checkpoint, unsafe_pickle=unsafe_pickle)
-            if whole is None or arch is not None:
-                raise
-            _show(inspect_module(whole).to_dict(), as_json, render.module_inspection)
-            return
-        summary = summarize_model(loaded.model, size)
-        report = {
-            "arch": loaded.arch,
-            "kernel_num": loaded.kernel_num,
-            "reduction": loaded.reduction,
-            "num_classes": loaded.num_classes,
-            "source_format": loaded.source_format,
-            "sha256": loaded.sha256,
-            "inferred": list(loaded.inferred),
-        } | summary.to_dict()
-        _show(report, as_json, render.inspection)
+        found = run_inspect(checkpoint, imgsz=imgsz, arch=arch, unsafe_pickle=unsafe_pickle)
+        table = (render.onnx_inspection if isinstance(found, OnnxSummary) else
+                 render.module_inspection if isinstance(found, ModuleInspection) else render.inspection)
+        _show(found.to_dict(), as_json, table)
 
     _run(action, debug)
 
@@ -225,8 +225,6 @@ def profile(
 ) -> None:
     """Measure latency (median, mean, p90, p99, min, max), throughput, compile and first-inference time and
     peak memory in ONNX Runtime and OpenVINO; with --layers, where the time goes per PyTorch module."""
-    from rich.progress import Progress
-
     from odexport.console import ConsoleReporter
     from odexport.profiling import profile as run_profile
     from odexport.profiling.comparison import compare as run_compare
@@ -237,12 +235,8 @@ def profile(
     def action() -> None:
         if plot_file:
             check_plot_path(plot_file)  # before minutes of measuring, not after
-        with Progress(console=stderr, transient=True) as bar:
-            task = bar.add_task("profiling", total=None)
-
-            def advance(index: int, total: int, description: str) -> None:
-                bar.update(task, completed=index, total=total, description=description)
-
+        reporter = ConsoleReporter(stderr)
+        with reporter.steps("profiling") as advance:
             if compare:
                 from odexport.verification.options import parse_batches
 
@@ -251,13 +245,11 @@ def profile(
                     runtimes=parse_runtimes(runtime), precisions=_split(precision) or ("fp32", "bf16"),
                     batch_sizes=parse_batches(batch) or (1,), imgsz=imgsz or "224", threads=threads or None,
                     budget=Budget(iterations=iterations, seconds=seconds), lowerings=_split([lowering]) if lowering else None,
-                    progress=advance)
+                    reporter=reporter, progress=advance)
             else:
-                reporter = ConsoleReporter()
-                reporter.console = stderr  # stage lines print above the live progress bar, not through it
                 result = run_profile(
-                    source, runtime=runtime, precisions=_split(precision) or ("fp32",), hint=hint, threads=threads,
-                    streams=streams, batch_sizes=batch, imgsz=imgsz, iterations=iterations, seconds=seconds,
+                    source, runtime=runtime, precision=_split(precision) or "fp32", hint=hint, threads=threads,
+                    streams=streams, batch=batch, imgsz=imgsz, iterations=iterations, time=seconds,
                     layers=layers, lowering=lowering or "decomposed", arch=arch, unsafe_pickle=unsafe_pickle,
                     reporter=reporter, progress=advance)
         if compare:

@@ -8,6 +8,12 @@
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
+
+try:
+    __version__ = metadata.version(__name__)
+except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # Public name -> the submodule that defines it.
 _API = {"convert": "api", "verify": "api", "inspect": "api", "profile": "profiling"}

@@ -2,9 +2,11 @@
 
     import odexport
     result = odexport.convert(model, torch.randn(1, 3, 224, 224), target="openvino", output="exported/")
-    report = odexport.verify("exported/", model)
+    report = odexport.verify("exported/", model, batch=[1, 8])
+    found = odexport.inspect("checkpoint.pth.tar")
 
-The CLI calls these same functions (a checkpoint path is loaded as convert loads it).
+The CLI calls these same functions, with the same names: every keyword is the CLI option of that name
+(``batch``, ``precision``, ``imgsz``...), and a checkpoint path is accepted wherever a model is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .conversion import parse_imgsz
 from .errors import InputError, UnknownArchitectureError
 from .input_channels import resolve_channels
 from .inputs import IMAGENET, Preprocessing
+from .manifest import stamped
+from .renamed import renamed
 
 def convert(
     model: nn.Module | str | Path,
@@ -106,7 +110,7 @@ def verify(
     reference: nn.Module | str | Path,
     *,
     runtime: str | None = None,
-    batch_sizes: list[str | int] | tuple[int, ...] | None = None,
+    batch: str | int | list[str | int] | tuple[int, ...] | None = None,
     imgsz: str | int | tuple[int, int] | None = None,
     precision: str | None = None,
     atol: float | None = None,
@@ -116,6 +120,7 @@ def verify(
     arch: str | None = None,
     unsafe_pickle: bool = False,
     reporter: Reporter | None = None,
+    batch_sizes: list[str | int] | tuple[int, ...] | None = None,
 ):
     """Check ``artifact`` (a convert output directory, a .onnx or an .xml) against ``reference`` (an
     nn.Module, or the checkpoint it was converted from); returns a VerifyReport
@@ -123,14 +128,18 @@ def verify(
 
     A model converted with ``temperature=`` or ``attention_batchnorm=`` is checked the same way: the
     manifest records both and verify applies them to the reference. precision: the tolerance preset;
-    None takes the manifest's precision (as the CLI does), else fp32.
+    None takes the manifest's precision (as the CLI does), else fp32. batch: the batch sizes for a
+    dynamic-batch artifact (one, "1,3,8" or a list; default 1 and 3); batch_sizes= is its old name.
     """
     from .verification import verify_artifact
+
+    batch = renamed("batch_sizes", batch_sizes, "batch", batch)
 
     module = reference if isinstance(reference, nn.Module) else None
     checkpoint = None if module is not None else reference
     return verify_artifact(artifact, checkpoint, model=module, runtime=runtime, images=images,
-                           batch_sizes=batch_sizes, imgsz=imgsz, precision=precision, atol=atol, rtol=rtol,
+                           batch_sizes=None if batch is None else [batch] if isinstance(batch, (str, int)) else batch,
+                           imgsz=imgsz, precision=precision, atol=atol, rtol=rtol,
                            layers=layers, arch=arch, unsafe_pickle=unsafe_pickle, reporter=reporter)
 
 
@@ -145,14 +154,48 @@ class ModuleInspection:
     undecided: tuple[str, ...] = field(default_factory=tuple)  # layers needing attention_batchnorm
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return stamped(asdict(self))
 
 
-def inspect(model: nn.Module, *, attention_batchnorm: str | None = None) -> ModuleInspection:
-    """List the dynamic convolutions of ``model``: recognised ones (path, adapter, attentions, kernels,
-    temperature kept outside the state dict, and under "adapters" every adapter whose structure it has:
-    confirmed or not, with the relative error of its description), and modules that look dynamic but no
-    adapter recognises or confirms."""
+def inspect(
+    model: nn.Module | str | Path,
+    *,
+    imgsz: str | int | tuple[int, int] = 224,
+    arch: str | None = None,
+    unsafe_pickle: bool = False,
+    attention_batchnorm: str | None = None,
+):
+    """What ``model`` holds, as ``odexport inspect`` shows it; every result has ``to_dict()``.
+
+    An nn.Module (or a file holding a whole one): a ModuleInspection, its dynamic convolutions as
+    recognised (path, adapter, attentions, kernels, temperature kept outside the state dict) and the
+    modules that look dynamic but no adapter recognises or confirms (under "adapters", every adapter whose
+    structure a layer has: confirmed or not, with the relative error of its description). A checkpoint of a zoo architecture: a
+    CheckpointInspection (what was inferred from the weights, params and MACs at ``imgsz``, each ODConv
+    layer). An exported .onnx: an OnnxSummary (lowering, ops, nodes per ODConv layer).
+    """
+    if isinstance(model, nn.Module):
+        return _inspect_module(model, attention_batchnorm)
+    from .checkpoint import load_checkpoint
+    from .inspection import CheckpointInspection, summarize_model, summarize_onnx
+
+    path = Path(model)
+    if path.suffix == ".onnx":
+        return summarize_onnx(path)
+    size = parse_imgsz(imgsz)
+    try:
+        loaded = load_checkpoint(path, arch=arch, unsafe_pickle=unsafe_pickle)
+    except UnknownArchitectureError:
+        whole = read_module(path, unsafe_pickle=unsafe_pickle)
+        if whole is None or arch is not None:
+            raise
+        return _inspect_module(whole, attention_batchnorm)
+    return CheckpointInspection(loaded.arch, loaded.kernel_num, loaded.reduction, loaded.num_classes,
+                                loaded.source_format, loaded.sha256, tuple(loaded.inferred),
+                                summarize_model(loaded.model, size))
+
+
+def _inspect_module(model: nn.Module, attention_batchnorm: str | None) -> ModuleInspection:
     from .adapters import AdapterOptions
     from .rewrite import batch_dependent_layers, find_odconv_layers, find_unrecognised_layers
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .inputs import IMAGENET, PHOTOGRAPHS, Preprocessing, preprocess
+from .inputs import IMAGENET, Preprocessing, bundled_photographs, preprocess
 
 SYNTHETIC = "synthetic"
 DEFAULT_CALIBRATION_SIZE = 32
@@ -22,7 +22,7 @@ def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], 
                         seed: int = 0, channels: int = 3) -> np.ndarray:
     """[N, channels, h, w] float32, N <= count.
 
-    source: "synthetic" (seeded random crops and flips of the photographs bundled with scikit-image:
+    source: "synthetic" (seeded random crops and flips of the photographs bundled with odexport:
     real image statistics, no download), a folder of images (the first ``count`` by name), both
     preprocessed by ``spec`` (RGB or grey), or an already preprocessed array [N, channels, h, w] (from
     Python, the only source for a model whose input is not an image, ``spec`` None).
@@ -52,10 +52,8 @@ def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], 
 def synthetic_samples(count: int, size: tuple[int, int], spec: Preprocessing = IMAGENET, seed: int = 0) -> np.ndarray:
     """Seeded random crops (a quarter to all of the shorter side) and mirror images of the bundled
     photographs, preprocessed: [count, C, h, w] float32 (C = 3, or 1 for a grey ``spec``)."""
-    import skimage.data
-
     rng = np.random.default_rng(seed)
-    photos = [getattr(skimage.data, name)() for name in PHOTOGRAPHS]
+    photos = bundled_photographs()
     samples = []
     for index in range(count):
         photo = photos[index % len(photos)]

@@ -37,6 +37,10 @@ class OutputError(InputError):
     """The output location cannot be written."""
 
 
+class MissingExtraError(InputError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+
 class ExportError(OdexportError):
     """Tracing, lowering or converting the model failed; this is a bug or an unsupported layer."""
 

@@ -1,14 +1,18 @@
-"""Inputs for parity checks: real photographs shipped with scikit-image, and seeded random tensors."""
+"""Inputs for parity checks: real photographs shipped with odexport (odexport/data), and seeded random
+tensors; images are read with Pillow."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import cache
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Photographs bundled inside the scikit-image wheel (no download at run time).
+# Photographs shipped in odexport/data (licences in LICENSE.md there): no download at run time.
 PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -66,11 +70,34 @@ def preprocess(image: np.ndarray, size: tuple[int, int], spec: Preprocessing = I
     return ((tensor - mean) / std)[0].numpy().astype(np.float32)
 
 
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as [H, W, 3] uint8 RGB: grey is repeated, alpha dropped, 16-bit scaled to 8.
+    Raises OSError/ValueError for a file Pillow cannot read."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # Pillow's own conversion clips these to 255 instead of rescaling.
+            grey = np.asarray(image, dtype=np.float64)
+            peak = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
+            image = Image.fromarray(np.round(grey / peak * 255).astype(np.uint8))
+        return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy, as torch.from_numpy wants
+
+
+@cache
+def bundled_photographs() -> tuple[np.ndarray, ...]:
+    """The photographs shipped with odexport: [H, W, 3] uint8 RGB each, in PHOTOGRAPHS order."""
+    data = resources.files(__package__) / "data"
+    photos = []
+    for name in PHOTOGRAPHS:
+        with resources.as_file(data / f"{name}.jpg") as path:
+            photos.append(read_image(path))
+    return tuple(photos)
+
+
 def photographs(size: tuple[int, int], spec: Preprocessing = IMAGENET) -> np.ndarray:
     """The bundled photographs, preprocessed: [N, C, h, w] float32 (C as ``spec`` says)."""
-    import skimage.data
-
-    return np.stack([preprocess(getattr(skimage.data, name)(), size, spec) for name in PHOTOGRAPHS])
+    return np.stack([preprocess(photo, size, spec) for photo in bundled_photographs()])
 
 
 def random_inputs(count: int, size: tuple[int, int], seed: int = 0, *, channels: int = 3) -> np.ndarray:

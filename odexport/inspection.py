@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .manifest import stamped
 from .rewrite import ODConvLayer, find_odconv_layers
 
 
@@ -40,6 +41,24 @@ class ModelSummary:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CheckpointInspection:
+    """What a checkpoint of a zoo architecture holds: what was inferred from its weights, and the model."""
+
+    arch: str
+    kernel_num: int
+    reduction: float
+    num_classes: int
+    source_format: str
+    sha256: str
+    inferred: tuple[str, ...]
+    summary: ModelSummary
+
+    def to_dict(self) -> dict:
+        found = asdict(self)
+        return stamped({key: value for key, value in found.items() if key != "summary"} | found["summary"])
 
 
 def count_macs(model: nn.Module, input_size: tuple[int, int], layers: list[ODConvLayer]) -> int:
@@ -127,7 +146,7 @@ class OnnxSummary:
     functions: tuple[str, ...]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return stamped(asdict(self))
 
 
 def summarize_onnx(path) -> OnnxSummary:

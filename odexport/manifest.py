@@ -21,3 +21,12 @@ def versions() -> dict[str, str | None]:
 MANIFEST_FORMAT = 2
 # Beside "format" in every manifest: what tells an odexport artifact from a user's own manifest.json.
 MANIFEST_PRODUCER = "odexport"
+
+# Version of the layout of odexport's JSON reports (verify --json, profile --json, inspect --json): raised
+# when a field is renamed or removed, so a reader can tell an old file from a new one.
+REPORT_SCHEMA_VERSION = 1
+
+
+def stamped(report: dict) -> dict:
+    """``report`` with the schema version and the package versions that produced it, first."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, "versions": versions()} | report

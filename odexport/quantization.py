@@ -9,6 +9,8 @@ they cost little and steer every kernel.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import Callable, Iterable
@@ -61,8 +63,9 @@ def quantize_onnx_int8(source: Path, destination: Path, batches: Iterable[np.nda
 def quantize_openvino_int8(model, batches: list[np.ndarray], advance: Callable[[], None] = lambda: None):
     """An ``openvino.Model`` with its constant-weight convolutions quantized by NNCF (FakeQuantize on
     activations, int8 weights). batches: [B, 3, H, W] float32 at the model's batch."""
-    import nncf
+    from .extras import require
 
+    nncf = require("nncf")
     logging.getLogger("nncf").setLevel(logging.ERROR)  # its INFO notes would interleave our stage lines
     run_time_kernels = [op.get_friendly_name() for op in model.get_ordered_ops()
                         if op.get_type_name() in ("Convolution", "GroupConvolution")
@@ -73,8 +76,11 @@ def quantize_openvino_int8(model, batches: list[np.ndarray], advance: Callable[[
         return batch
 
     ignored = nncf.IgnoredScope(names=run_time_kernels, types=["MatMul"], validate=False)
-    return nncf.quantize(model, nncf.Dataset(batches, transform), subset_size=len(batches),
-                         ignored_scope=ignored, preset=nncf.QuantizationPreset.PERFORMANCE)
+    # NNCF draws its own progress bars on stdout, through and between our lines and the result tables;
+    # the caller's progress (advance) already counts the calibration batches, so its bars are discarded.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.quantize(model, nncf.Dataset(batches, transform), subset_size=len(batches),
+                             ignored_scope=ignored, preset=nncf.QuantizationPreset.PERFORMANCE)
 
 
 def _is_constant(node) -> bool:

@@ -58,6 +58,8 @@ class Target:
     # (fp32 ONNX file, precision) -> a runner that executes it as this target's artifact at that precision
     # would run; `auto` times candidate lowerings with it. None: the plain runner.
     runner_at: Callable[[Path, str], Runner] | None = None
+    # precision -> the optional module (odexport.extras) writing it needs, checked before any slow work.
+    needs: dict[str, str] = field(default_factory=dict)
     # The only runtimes that compute this target's files correctly (its rewrites are theirs alone); None:
     # any runtime that reads the file format.
     runs_on: tuple[str, ...] | None = None
@@ -81,6 +83,10 @@ class Target:
         if layout not in self.layouts:
             raise InputError(f"target {self.name} has no {layout!r} layout",
                              hint=f"{self.name} layouts: {', '.join(self.layouts)}")
+        if precision in self.needs:
+            from .extras import require
+
+            require(self.needs[precision])
 
 
 _TARGETS: dict[str, Target] = {}
@@ -173,4 +179,5 @@ def _openvino_at(path: Path, precision: str) -> Runner:
 
 
 register_target(Target("openvino", "OpenVINO IR (.xml + .bin)", _write_openvino, OpenVINORunner,
-                       precisions=("fp32", "fp16", "bf16", "int8"), layouts=(FLAT, "ovms"), runner_at=_openvino_at))
+                       precisions=("fp32", "fp16", "bf16", "int8"), layouts=(FLAT, "ovms"), runner_at=_openvino_at,
+                       needs={"int8": "nncf"}))

@@ -13,8 +13,10 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 10))'; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
-# torch first and alone, pinned, so that no other package's requirement can pull a CUDA build.
-.venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt torch==2.13.0
+# torch first and alone, pinned by constraints.txt to the tested CPU build, so that no other package's
+# requirement can pull a CUDA build. odexport itself only declares a range of torch, which this satisfies.
+.venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt torch
+# [dev]: the test tools and every optional extra (int8, plot).
 .venv/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt -e '.[dev]'
 if .venv/bin/python -c 'import sys, torch; sys.exit(torch.version.cuda is None)'; then
     echo "warning: a CUDA build of torch was installed; odexport only needs the CPU build" >&2

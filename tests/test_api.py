@@ -74,7 +74,7 @@ def test_detector_exports_every_output_with_a_dynamic_batch(tmp_path):
     assert result.parity.passed and result.parity.batch_sizes == (1, 3)
     assert [o.name for o in result.parity.outputs] == ["p4.0", "p4.1", "p8"]
 
-    report = odexport.verify(result.output_dir, model, batch_sizes=[1, 2, 5])
+    report = odexport.verify(result.output_dir, model, batch=[1, 2, 5])
     assert report.passed, report.failures()
     assert [o.name for o in report.runtimes[0].parity.outputs] == ["p4.0", "p4.1", "p8"]
 
@@ -85,7 +85,7 @@ def test_detector_in_onnx_runtime_at_any_batch_and_every_lowering_with_a_dynamic
         result = odexport.convert(model, torch.randn(1, 3, 32, 32), target="onnx", lowering=lowering,
                                   output=tmp_path / lowering)
         assert result.parity.passed, (lowering, result.parity.summary())
-        report = odexport.verify(result.output_dir, model, runtime="all", batch_sizes=[4])
+        report = odexport.verify(result.output_dir, model, runtime="all", batch=4)
         assert report.passed, (lowering, report.failures())
     session = ort.InferenceSession(str(tmp_path / "decomposed" / "model.onnx"), providers=["CPUExecutionProvider"])
     outputs = session.run(None, {"input": np.zeros((7, 3, 32, 32), np.float32)})

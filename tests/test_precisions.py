@@ -180,15 +180,16 @@ def test_bad_precision_requests_fail_before_any_work(digits, tmp_path, target, p
 
 
 def test_calibration_samples_from_synthetic_crops_and_from_a_folder(tmp_path):
-    import skimage.data
-    import skimage.io
+    from PIL import Image
+
+    from odexport.inputs import bundled_photographs
 
     synthetic = calibration_samples("synthetic", (32, 24), count=6)
     assert synthetic.shape == (6, 3, 32, 24) and synthetic.dtype == np.float32
     assert np.array_equal(synthetic, calibration_samples("synthetic", (32, 24), count=6))
     assert len({sample.tobytes() for sample in synthetic}) == 6
     for name in ("a.png", "b.png", "c.png"):
-        skimage.io.imsave(tmp_path / name, skimage.data.coffee()[::8, ::8])
+        Image.fromarray(bundled_photographs()[1][::8, ::8]).save(tmp_path / name)
     assert calibration_samples(tmp_path, (32, 32), count=2).shape == (2, 3, 32, 32)
     with pytest.raises(InputError, match="neither a folder of images nor 'synthetic'"):
         calibration_samples(tmp_path / "missing", (32, 32))

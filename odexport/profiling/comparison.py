@@ -15,12 +15,13 @@ from torch import nn
 from ..calibration import SYNTHETIC
 from ..console import Reporter, SilentReporter
 from ..errors import InputError, OdexportError
+from ..manifest import stamped
 from ..scratch import scratch_directory
 from .machine import machine
 from .measure import Budget, Session, TorchSession, interleaved, runtime_session
 from .placement import Placement, PlacementLog
 from .profile import DEFAULT_THREADS, Progress
-from .result import RunProfile, run_from_dict, write_json
+from .result import RunProfile, check_schema, run_from_dict, write_json
 from .runtimes import RUNTIMES, RunOptions
 
 STATIC = "static twin"
@@ -53,10 +54,11 @@ class CompareReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return stamped(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict) -> "CompareReport":
+        check_schema(data)
         rows = tuple(CompareRow(row["variant"], run_from_dict(row["run"]), row["ratio"],
                                 Placement(**row["placement"]) if row.get("placement") else None)
                      for row in data["rows"])

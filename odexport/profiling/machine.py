@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 
@@ -11,7 +10,8 @@ from ..manifest import versions
 
 
 def cpu_flags() -> list[str]:
-    """The CPU's instruction-set extensions that change which kernels the runtimes pick (AMX, bf16)."""
+    """The CPU's instruction-set extensions that change which kernels the runtimes pick (AMX, bf16).
+    Read from the kernel's cpuinfo: psutil does not report them."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -22,12 +22,15 @@ def cpu_flags() -> list[str]:
 
 def machine() -> dict:
     """Load averages are over 1, 5 and 15 minutes: on a shared machine they say how busy it was."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    import psutil
+
     return {
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
-        "logical_cores": os.cpu_count(),
-        "load_average": [round(value, 2) for value in load] if load else None,
+        "logical_cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average": [round(value, 2) for value in psutil.getloadavg()],
         "platform": platform.platform(),
         "versions": versions(),
     }

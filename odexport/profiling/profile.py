@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
+from ..renamed import renamed
 from ..input_channels import DEFAULT_CHANNELS
 from ..scratch import scratch_directory
 from ..verification.artifact import Artifact, read_artifact
@@ -42,14 +43,14 @@ def profile(
     source: str | Path,
     *,
     runtime: str = "all",
-    precisions: Sequence[str] = ("fp32",),
+    precision: str | Sequence[str] = "fp32",
     hint: str = "latency",
     threads: int | None = DEFAULT_THREADS,
     streams: int | None = None,
-    batch_sizes: Sequence[str | int] | None = None,
+    batch: str | int | Sequence[str | int] | None = None,
     imgsz: str | int | tuple[int, int] | None = None,
     iterations: int = 200,
-    seconds: float = 10.0,
+    time: float = 10.0,
     warmup: int = 5,
     layers: bool = False,
     layer_runs: int = 10,
@@ -58,19 +59,27 @@ def profile(
     unsafe_pickle: bool = False,
     reporter: Reporter | None = None,
     progress: Progress | None = None,
+    precisions: Sequence[str] | None = None,
+    batch_sizes: Sequence[str | int] | None = None,
+    seconds: float | None = None,
 ) -> ProfileReport:
     """Measure ``source``: a convert output directory, a .onnx, an OpenVINO .xml, or a checkpoint (converted
     to ONNX with ``lowering`` in a temporary directory; a fixed-batch lowering once per batch size).
 
-    runtime: "onnxruntime", "openvino" or "all" (every runtime that reads the file). precisions: "fp32",
-    "bf16" (inference precision, where the runtime offers it). batch_sizes: for a dynamic batch (default
-    1). iterations/seconds: the most timed calls and the most time per configuration. layers: add a
-    per-layer breakdown from ``layer_runs`` profiled calls.
+    Keywords are the CLI's options: runtime: "onnxruntime", "openvino" or "all" (every runtime that reads
+    the file). precision: "fp32", "bf16" (inference precision, where the runtime offers it), "int8" (an
+    int8 artifact); one, a comma-separated string or a list. batch: the batch sizes for a dynamic batch
+    (one, "1,8" or a list; default 1). iterations/time: the most timed calls and the most seconds per
+    configuration. layers: add a per-layer breakdown from ``layer_runs`` profiled calls.
+    precisions=, batch_sizes= and seconds= are the old names of precision=, batch= and time=.
     """
+    precision = renamed("precisions", precisions, "precision", precision, "fp32")
+    batch = renamed("batch_sizes", batch_sizes, "batch", batch)
+    time = renamed("seconds", seconds, "time", time, 10.0)
     reporter = reporter or SilentReporter()
-    options = _check_options(hint, threads, streams, iterations, seconds, warmup, precisions)
-    asked_batches = parse_batches(list(batch_sizes) if batch_sizes else None)
-    budget = Budget(iterations=iterations, seconds=seconds, warmup=warmup, layer_runs=layer_runs if layers else 0)
+    options = _check_options(hint, threads, streams, iterations, time, warmup, _as_list(precision))
+    asked_batches = parse_batches(_as_list(batch) or None)
+    budget = Budget(iterations=iterations, seconds=time, warmup=warmup, layer_runs=layer_runs if layers else 0)
     source = Path(source)
     notes: list[str] = []
     with scratch_directory("profile", reporter) as work:
@@ -156,6 +165,13 @@ def _check_options(hint: str, threads, streams, iterations: int, seconds: float,
         raise InputError(f"unknown precision {', '.join(unknown) or '(none)'}",
                          hint=f"choose from: {', '.join(PRECISIONS)} (comma-separate several)")
     return chosen
+
+
+def _as_list(value) -> list:
+    """One value or several: "fp32" -> ["fp32"], 8 -> [8], ["1", "2"] as it is, None -> []."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, (str, int)) else list(value)
 
 
 def _parse_size(imgsz) -> tuple[int, int] | None:

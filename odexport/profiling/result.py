@@ -8,8 +8,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, OutputError
+from ..manifest import REPORT_SCHEMA_VERSION, stamped
 from .layers import LayerBreakdown, LayerTime, NodeTime
 from .stats import LatencyStats
+
+
+def check_schema(data: dict) -> dict:
+    """``data`` as read back, if this odexport reads its layout (files without a schema_version predate it)."""
+    version = data.get("schema_version", REPORT_SCHEMA_VERSION)
+    if not isinstance(version, int) or version > REPORT_SCHEMA_VERSION:
+        raise InputError(f"report schema_version {version!r} is newer than this odexport reads "
+                         f"({REPORT_SCHEMA_VERSION})", hint="upgrade odexport to read it")
+    return data
 
 
 def write_json(path: str | Path, data: dict) -> Path:
@@ -75,13 +85,14 @@ class ProfileReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return stamped(asdict(self))
 
     def write_json(self, path: str | Path) -> Path:
         return write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict) -> "ProfileReport":
+        check_schema(data)
         return cls(data["source"], data["model_file"], tuple(data["input_size"]),
                    tuple(run_from_dict(run) for run in data["runs"]), data["machine"],
                    tuple(data.get("odconv_layers", ())), tuple(data.get("notes", ())))

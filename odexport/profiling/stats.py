@@ -31,18 +31,25 @@ class LatencyStats:
         return cls(len(ms), p50, float(ms.mean()), p90, p99, float(ms.min()), float(ms.max()))
 
 
+# psutil reads the resident set everywhere but has no high-water mark that can be reset, which is what
+# keeps one measurement's peak apart from the ones before it; on Linux the kernel offers both here.
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def _status_kib(field: str) -> int | None:
+def _high_water_kib() -> int | None:
+    """VmHWM: the peak resident set since the last reset, on Linux; None elsewhere."""
     try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+        line = next(line for line in _STATUS.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1])
+    except (OSError, StopIteration):
+        return None
+
+
+def _resident_kib() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss // 1024
 
 
 class PeakMemory:
@@ -54,16 +61,14 @@ class PeakMemory:
     """
 
     def __enter__(self) -> "PeakMemory":
-        self.baseline_kib = _status_kib("VmRSS")
         self.exact = False
-        if self.baseline_kib is not None:
+        if _high_water_kib() is not None:
             try:
                 _CLEAR_REFS.write_text("5")
                 self.exact = True
             except OSError:
                 pass
-        if not self.exact:
-            self.baseline_kib = self._lifetime_kib()
+        self.baseline_kib = _resident_kib() if self.exact else self._lifetime_kib()
         return self
 
     @staticmethod
@@ -72,8 +77,8 @@ class PeakMemory:
         return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB on Linux
 
     def growth_mib(self) -> float:
-        peak = _status_kib("VmHWM") if self.exact else self._lifetime_kib()
-        return max(0.0, ((peak or 0) - (self.baseline_kib or 0)) / 1024)
+        peak = _high_water_kib() if self.exact else self._lifetime_kib()
+        return max(0.0, ((peak or 0) - self.baseline_kib) / 1024)
 
     def __exit__(self, *exc_info) -> None:
         pass

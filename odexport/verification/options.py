@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..inputs import Preprocessing, photographs, preprocess, random_inputs, spec_channels
+from ..inputs import Preprocessing, photographs, preprocess, random_inputs, read_image, spec_channels
 from ..parity import TOLERANCES, Tolerance
 from .artifact import Artifact
 
@@ -92,9 +92,6 @@ def sample_inputs(size: tuple[int, int], spec: Preprocessing | None, images: Pat
 
 def load_images(directory: Path, size: tuple[int, int], spec: Preprocessing) -> np.ndarray:
     """Every image file in ``directory`` (sorted by name), preprocessed: [N, C, h, w] float32 (C as ``spec`` says)."""
-    import skimage.io
-    import skimage.util
-
     if not directory.is_dir():
         raise InputError(f"--images {directory}: not a directory", hint="pass a folder of .png/.jpg images")
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -104,12 +101,8 @@ def load_images(directory: Path, size: tuple[int, int], spec: Preprocessing) -> 
     images = []
     for file in files:
         try:
-            image = skimage.io.imread(file)
+            image = read_image(file)
         except Exception as error:
             raise InputError(f"{file}: unreadable image ({type(error).__name__})", hint="remove or re-save it") from None
-        if image.ndim == 2:  # grayscale
-            image = np.stack([image] * 3, axis=-1)
-        if image.ndim != 3 or image.shape[-1] not in (3, 4):
-            raise InputError(f"{file}: not an RGB image (shape {list(image.shape)})", hint="save it as RGB")
-        images.append(preprocess(skimage.util.img_as_ubyte(image[..., :3]), size, spec))
+        images.append(preprocess(image, size, spec))
     return np.stack(images)

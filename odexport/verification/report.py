@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import OutputError, ParityError
 from ..localize import Localization
+from ..manifest import stamped
 from ..parity import OutputParity, ParityReport, Tolerance
 
 
@@ -68,7 +69,7 @@ class VerifyReport:
     def to_dict(self) -> dict:
         runtimes = [{"runtime": r.runtime, "passed": r.passed, "seconds": r.seconds, "parity": r.parity.to_dict(),
                      "layers": r.layers.to_dict() if r.layers else None} for r in self.runtimes]
-        return _finite(asdict(self) | {"runtimes": runtimes, "passed": self.passed, "failures": self.failures()})
+        return stamped(_finite(asdict(self) | {"runtimes": runtimes, "passed": self.passed, "failures": self.failures()}))
 
     def raise_for_failure(self) -> None:
         """ParityError (exit code 1) naming each failing runtime, output and first divergent layer."""

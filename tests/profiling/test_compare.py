@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.image
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -15,7 +16,7 @@ from odexport.lowering import list_lowerings
 from odexport.profiling import Budget
 from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models
 from odexport.profiling.placement import Placement, PlacementLog, probe_cpus
-from odexport.profiling.plot import plot_comparison
+from odexport.profiling.plot import comparison_figure, plot_comparison
 
 runner = CliRunner()
 
@@ -96,7 +97,19 @@ def test_a_group_measured_apart_is_measured_again(tiny_model, earlier_level_ns, 
 def test_comparison_reads_back_and_plots(comparison, tmp_path):
     path = comparison.write_json(tmp_path / "compare.json")
     assert CompareReport.from_dict(json.loads(path.read_text())) == comparison
-    assert plot_comparison(comparison, tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    image = matplotlib.image.imread(plot_comparison(comparison, tmp_path / "compare.png"))
+    assert image.shape[1] > 800 and image.std() > 0.05
+
+
+def test_the_comparison_chart_draws_every_variant_against_the_twin_with_its_ratio(comparison):
+    axis = comparison_figure(comparison).axes[0]
+    assert "TinyODNet vs its static twin TinyTwin" in axis.get_title() and f"{SIZE}x{SIZE}" in axis.get_title()
+    groups = [label.get_text() for label in axis.get_xticklabels()]
+    assert sorted(group.split("\n")[0] for group in groups) == sorted({row.run.key for row in comparison.rows})
+    legend = {text.get_text() for text in axis.get_legend().get_texts()}
+    assert {row.variant for row in comparison.rows} <= legend and "static twin = 1" in legend
+    written = [text.get_text() for text in axis.texts if text.get_text()]
+    assert sorted(written) == sorted(f"{row.ratio:.2f}x" for row in comparison.rows)
 
 
 def run_cli(*args):
@@ -104,7 +117,7 @@ def run_cli(*args):
 
 
 def quick_options():
-    return ["-n", str(QUICK["iterations"]), "--time", str(QUICK["seconds"])]
+    return ["-n", str(QUICK["iterations"]), "--time", str(QUICK["time"])]
 
 
 def test_cli_profile_writes_json_and_plot(tiny_artifacts, tmp_path):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.image
 import pytest
 
 from conftest import QUICK, SIZE
 from odexport.errors import InputError
 from odexport.profiling import ATTENTION, CONVOLUTION, ProfileReport, profile
-from odexport.profiling.plot import plot_profile
+from odexport.profiling.plot import plot_profile, profile_figure
 
 LAYERS = ("conv1", "dw", "pw")  # TinyODNet's ODConv layers
 
@@ -27,7 +28,7 @@ def assert_sane(run, batch: int) -> None:
 
 @pytest.fixture(scope="module")
 def onnx_report(tiny_artifacts):
-    return profile(tiny_artifacts["onnx"], runtime="all", precisions=["fp32,bf16"], batch_sizes=["1,2"],
+    return profile(tiny_artifacts["onnx"], runtime="all", precision=["fp32,bf16"], batch=["1,2"],
                    layers=True, layer_runs=3, **QUICK)
 
 
@@ -69,13 +70,29 @@ def test_json_reads_back_equal(onnx_report, tmp_path):
     assert ProfileReport.read_json(path) == onnx_report
 
 
-def test_plot_is_a_png(onnx_report, tmp_path):
+def test_plot_names_the_artifact_labels_every_configuration_and_splits_each_module(onnx_report, tmp_path):
+    figure = profile_figure(onnx_report)
+    latency, *modules = figure.axes
+    title = latency.get_title()
+    assert "onnx (model.onnx)" in title and f"{SIZE}x{SIZE}" in title and "latency hint, 2 threads" in title
+    labels = [text.get_text() for text in latency.texts]
+    for run in onnx_report.runs:  # each configuration is a labelled bar
+        assert f"{run.runtime} {run.precision}, batch {run.batch}" in [t.get_text() for t in latency.get_yticklabels()]
+        assert any(f"median {run.latency.median_ms:.3g} ms" in label for label in labels)
+    assert len(modules) == len(onnx_report.runs)  # one per-module chart per configuration measured with layers
+    for axis, run in zip(modules, onnx_report.runs):
+        assert axis.get_title().startswith(f"{run.runtime} {run.precision}, batch {run.batch}")
+        shown = [t.get_text() for t in axis.get_yticklabels()]
+        assert run.layers.layers[0].module in shown and set(LAYERS) <= set(shown)  # slowest first; every ODConv layer
+        assert {ATTENTION, CONVOLUTION} <= {t.get_text() for t in axis.get_legend().get_texts()}
+        assert len(axis.texts) == len(shown)  # every module's total is written on its bar
     path = plot_profile(onnx_report, tmp_path / "profile.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 600 and image.std() > 0.05  # a tall chart with something drawn on it
 
 
 def test_openvino_ir_with_throughput_hint(tiny_artifacts):
-    report = profile(tiny_artifacts["openvino"], hint="throughput", precisions=["bf16"], streams=2, **QUICK)
+    report = profile(tiny_artifacts["openvino"], hint="throughput", precision="bf16", streams=2, **QUICK)
     (run,) = report.runs
     assert (run.runtime, run.precision, run.hint, run.streams) == ("openvino", "bf16", "throughput", 2)
     assert_sane(run, 1)
@@ -83,13 +100,13 @@ def test_openvino_ir_with_throughput_hint(tiny_artifacts):
 
 
 @pytest.mark.parametrize("kwargs, phrase", [
-    ({"runtime": "onnxruntime", "precisions": ["bf16"]}, "onnxruntime does not offer bf16"),
-    ({"precisions": ["int8"]}, "int8 is written by convert"),
-    ({"precisions": ["int4"]}, "unknown precision"),
+    ({"runtime": "onnxruntime", "precision": "bf16"}, "onnxruntime does not offer bf16"),
+    ({"precision": "int8"}, "int8 is written by convert"),
+    ({"precision": ["int4"]}, "unknown precision"),
     ({"runtime": "tensorrt"}, "unknown runtime"),
     ({"hint": "fast"}, "unknown performance hint"),
     ({"iterations": 0}, "cannot time"),
-    ({"batch_sizes": ["0"]}, "not a positive int"),
+    ({"batch": "0"}, "not a positive int"),
     ({"imgsz": "64"}, "takes 32x32 inputs"),
 ])
 def test_bad_options_are_input_errors(tiny_artifacts, kwargs, phrase):
@@ -103,7 +120,7 @@ def test_fixed_batch_and_runtime_mismatches(tiny_artifacts, tiny_model, tmp_path
     fixed = convert_model(tiny_model, target="onnx", output=tmp_path / "fixed", imgsz=SIZE, lowering="dynamic-weight",
                           batch=2, verify=False).output_dir
     with pytest.raises(InputError, match="fixed batch of 2"):
-        profile(fixed, batch_sizes=[1], **QUICK)
+        profile(fixed, batch=1, **QUICK)
     with pytest.raises(InputError, match="cannot run model.xml"):
         profile(tiny_artifacts["openvino"], runtime="onnxruntime", **QUICK)
     with pytest.raises(InputError, match="no such file"):
@@ -115,13 +132,13 @@ def test_an_int8_artifact_is_measured_as_written(tiny_model, tmp_path):
 
     quantized = convert_model(tiny_model, target="openvino", output=tmp_path / "int8", imgsz=SIZE, precision="int8",
                               calibration="synthetic", calibration_size=4, verify=False).output_dir
-    report = profile(quantized, precisions=["fp32"], **QUICK)
+    report = profile(quantized, precision="fp32", **QUICK)
     assert [run.key for run in report.runs] == ["openvino int8 b1"]
     assert any("quantized to int8" in note for note in report.notes)
 
 
 def test_a_checkpoint_is_converted_on_the_fly(official_checkpoint):
-    report = profile(official_checkpoint("od_resnet18"), runtime="onnxruntime", imgsz=SIZE, batch_sizes=[1, 2],
+    report = profile(official_checkpoint("od_resnet18"), runtime="onnxruntime", imgsz=SIZE, batch=[1, 2],
                      layers=True, layer_runs=2, **QUICK)
     assert [run.key for run in report.runs] == ["onnxruntime fp32 b1", "onnxruntime fp32 b2"]
     assert len(report.odconv_layers) == 16 and "layer1.0.conv1" in report.odconv_layers
@@ -131,7 +148,7 @@ def test_a_checkpoint_is_converted_on_the_fly(official_checkpoint):
 
 @pytest.mark.slow  # two conversions of od_resnet18
 def test_a_fixed_batch_lowering_is_converted_once_per_batch(official_checkpoint):
-    report = profile(official_checkpoint("od_resnet18"), runtime="openvino", imgsz=SIZE, batch_sizes=[1, 2],
+    report = profile(official_checkpoint("od_resnet18"), runtime="openvino", imgsz=SIZE, batch=[1, 2],
                      lowering="dynamic-weight", **QUICK)
     assert [run.input_shape[0] for run in report.runs] == [1, 2]
     assert len(set(report.model_file.split(", "))) == 2

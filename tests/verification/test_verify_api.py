@@ -7,15 +7,14 @@ import json
 import numpy as np
 import onnx
 import pytest
-import skimage.data
-import skimage.io
 import torch
+from PIL import Image
 from torch import nn
 
 from artifact_edits import edit_initializer, layer_initializers, scale_channel, scale_openvino_constant
 from odexport.conversion import convert_model
 from odexport.errors import InputError, ParityError
-from odexport.inputs import Preprocessing
+from odexport.inputs import Preprocessing, bundled_photographs
 from odexport.verification.junit import junit_xml
 from odexport.verification import verify_artifact
 from strategies import tiny_od_net
@@ -121,9 +120,9 @@ def test_wrong_baked_in_normalisation_names_the_normalize_layer(tmp_path):
 def test_user_images_are_added_with_the_manifest_preprocessing(tiny_artifacts, tiny_model, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
-    skimage.io.imsave(images / "camera.png", skimage.data.camera())  # grayscale
-    rgba = np.dstack([skimage.data.astronaut(), np.full(skimage.data.astronaut().shape[:2], 255, np.uint8)])
-    skimage.io.imsave(images / "astronaut.png", rgba)
+    astronaut = bundled_photographs()[0]
+    Image.fromarray(astronaut).convert("L").save(images / "camera.png")  # grayscale
+    Image.fromarray(np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])).save(images / "astronaut.png")
     (images / "notes.txt").write_text("not an image")
     report = verify_artifact(tiny_artifacts["onnx"], model=tiny_model, images=images, batch_sizes=[8])
     assert report.passed and report.samples == {"photographs": 4, "random": 2, "images": 2}
