@@ -5,7 +5,8 @@ found for operations: ai.odexport.ODConv2d"). Two ways in, equivalent in results
 
 - :func:`odconv_conversion_extension`: a frontend conversion rule that builds the node from OpenVINO ops
   (``core.add_extension(...)`` before ``read_model``, or ``ov.convert_model(path, extension=...)``);
-- :func:`inline_odconv_functions`: expand the function bodies into the graph with ``onnx.inliner``.
+- expand the function bodies into the graph: ``onnx.inliner.inline_local_functions`` on files odexport
+  writes, :func:`inline_odconv_functions` also on files written by earlier releases.
 
 The rule implements docs/custom-op.md, the same math as the function body; being written at conversion
 time it knows every size that does not depend on the input, so absent attentions are simply left out.
@@ -27,7 +28,11 @@ def odconv_conversion_extension():
 
 
 def inline_odconv_functions(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with every ODConv2d node replaced by its function body (plain opset-17 ops)."""
+    """The model with every ODConv2d node replaced by its function body (plain opset-17 ops).
+
+    For files odexport writes now the bare ``onnx.inliner`` does the same; the two repairs here are for
+    files of earlier releases (softmax nodes without kernel_activation, a body reading the bias as Gemm's C).
+    """
     import onnx.inliner
 
     model = _with_default_attributes(model)

@@ -1,4 +1,6 @@
+import shutil
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 # Tests import shared helpers (strategies.py) by module name.
@@ -11,12 +13,20 @@ from odexport.checkpoint import save_official_checkpoint
 from odexport.models import create_model, randomize_
 
 
-class CheckpointFactory:
-    """Official-format checkpoints of zoo models with seeded random weights, written once per session."""
+# The zoo's full-size checkpoints add up to several GB; the slow tests use each once, the quick ones a few
+# small ones again and again. Past this budget the least recently used are deleted (and rewritten if asked
+# for again), so a session holds about this much at once.
+CHECKPOINT_BUDGET_BYTES = 512 * 2**20
 
-    def __init__(self, directory: Path) -> None:
+
+class CheckpointFactory:
+    """Official-format checkpoints of zoo models with seeded random weights, written once per session
+    (while they fit in the budget)."""
+
+    def __init__(self, directory: Path, budget_bytes: int = CHECKPOINT_BUDGET_BYTES) -> None:
         self.directory = directory
-        self.cache: dict[tuple, Path] = {}
+        self.budget_bytes = budget_bytes
+        self.cache: OrderedDict[tuple, Path] = OrderedDict()  # least recently used first
 
     def __call__(self, arch: str, *, kernel_num: int = 1, reduction: float = 0.0625, num_classes: int = 10,
                  seed: int = 0) -> Path:
@@ -30,7 +40,16 @@ class CheckpointFactory:
             path = self.directory / f"{arch}_k{kernel_num}_r{reduction}_c{num_classes}_s{seed}.pth.tar"
             save_official_checkpoint(model, path)
             self.cache[key] = path
+        self.cache.move_to_end(key)
+        self._evict_beyond_budget()
         return self.cache[key]
+
+    def _evict_beyond_budget(self) -> None:
+        """Delete the least recently used checkpoints until the rest fit, never the one just asked for
+        (each test asks for its checkpoint once, before it uses it)."""
+        while len(self.cache) > 1 and sum(path.stat().st_size for path in self.cache.values()) > self.budget_bytes:
+            _, path = self.cache.popitem(last=False)
+            path.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +82,11 @@ def tiny_onnxruntime_artifact(tmp_path_factory, tiny_model) -> Path:
 
 
 @pytest.fixture(scope="session")
-def official_checkpoint(tmp_path_factory) -> CheckpointFactory:
-    return CheckpointFactory(tmp_path_factory.mktemp("checkpoints"))
+def official_checkpoint(tmp_path_factory):
+    """A CheckpointFactory whose files are deleted when the session ends, whatever its outcome."""
+    directory = tmp_path_factory.mktemp("checkpoints")
+    yield CheckpointFactory(directory)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

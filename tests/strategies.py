@@ -11,14 +11,17 @@ from hypothesis import strategies as st
 from odexport.models import ODConv2d
 
 
+Pair = int | tuple[int, int]  # one value for both axes, or (height, width)
+
+
 @dataclass(frozen=True)
 class LayerCase:
     in_channels: int
     out_channels: int
     kernel_size: int
-    stride: int
-    padding: int
-    dilation: int
+    stride: Pair
+    padding: Pair
+    dilation: Pair
     groups: int
     kernel_num: int
     reduction: float
@@ -27,6 +30,12 @@ class LayerCase:
     height: int
     width: int
     seed: int
+
+
+# Stride, padding and dilation each different along height and width: an explicit example for the
+# parity tests, so that every run checks what a draw checks only sometimes.
+ASYMMETRIC = LayerCase(in_channels=4, out_channels=6, kernel_size=3, stride=(2, 1), padding=(1, 0), dilation=(2, 1),
+                       groups=2, kernel_num=3, reduction=0.25, temperature=1.0, batch=2, height=13, width=10, seed=5)
 
 
 def build_layer(case: LayerCase) -> tuple[ODConv2d, torch.Tensor]:
@@ -50,6 +59,10 @@ def build_layer(case: LayerCase) -> tuple[ODConv2d, torch.Tensor]:
     return layer.eval(), x
 
 
+def _pair(value: Pair) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else value
+
+
 @st.composite
 def layer_cases(draw, max_batch: int = 4) -> LayerCase:
     kernel_size = draw(st.sampled_from([1, 3, 5, 7]))
@@ -60,22 +73,26 @@ def layer_cases(draw, max_batch: int = 4) -> LayerCase:
         groups = 1 if grouping == "dense" else draw(st.sampled_from([2, 3]))
         in_channels = groups * draw(st.integers(1, 7))
         out_channels = groups * draw(st.integers(1, 7))
-    dilation = draw(st.sampled_from([1, 2])) if kernel_size > 1 else 1
-    span = dilation * (kernel_size - 1) + 1
+    # Stride, dilation and padding differ between the axes in some draws ((2, 1), (1, 0)): a lowering
+    # that swaps or merges the axes only shows there.
+    dilation = draw(st.sampled_from([1, 2, (2, 1), (1, 2)])) if kernel_size > 1 else 1
+    dilation_h, dilation_w = _pair(dilation)
+    padding = tuple(draw(st.integers(0, d * (kernel_size - 1) // 2)) for d in (dilation_h, dilation_w))
+    span_h, span_w = (d * (kernel_size - 1) + 1 for d in (dilation_h, dilation_w))
     return LayerCase(
         in_channels=in_channels,
         out_channels=out_channels,
         kernel_size=kernel_size,
-        stride=draw(st.sampled_from([1, 2])),
-        padding=draw(st.integers(0, dilation * (kernel_size - 1) // 2)),
+        stride=draw(st.sampled_from([1, 2, (2, 1), (1, 2)])),
+        padding=padding[0] if padding[0] == padding[1] else padding,
         dilation=dilation,
         groups=groups,
         kernel_num=draw(st.integers(1, 8)),
         reduction=draw(st.sampled_from([0.0625, 0.25, 1.0])),
         temperature=draw(st.sampled_from([1.0, 0.5, 4.0])),
         batch=draw(st.integers(1, max_batch)),
-        height=draw(st.integers(max(span - 2, 1) + 2, 17)),
-        width=draw(st.integers(max(span - 2, 1) + 2, 17)),
+        height=draw(st.integers(max(span_h - 2, 1) + 2, 17)),
+        width=draw(st.integers(max(span_w - 2, 1) + 2, 17)),
         seed=draw(st.integers(0, 2**16)),
     )
 

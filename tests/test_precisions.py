@@ -195,3 +195,37 @@ def test_calibration_samples_from_synthetic_crops_and_from_a_folder(tmp_path):
     assert calibration_samples(tmp_path, (32, 32), count=2).shape == (2, 3, 32, 32)
     with pytest.raises(InputError, match="neither a folder of images nor 'synthetic'"):
         calibration_samples(tmp_path / "missing", (32, 32))
+
+
+
+def _ir_real_constants(xml_path) -> list[dict]:
+    """Every floating-point Const of an IR's xml: {name, element_type, offset, size (bytes in the .bin),
+    elements}."""
+    import xml.etree.ElementTree as ElementTree
+
+    constants = []
+    for layer in ElementTree.parse(xml_path).getroot().iter("layer"):
+        data = layer.find("data")
+        if layer.get("type") != "Const" or data.get("element_type") not in ("f64", "f32", "f16", "bf16"):
+            continue
+        elements = int(np.prod([int(size) for size in data.get("shape").split(",") if size]))
+        constants.append({"name": layer.get("name"), "element_type": data.get("element_type"),
+                          "offset": int(data.get("offset")), "size": int(data.get("size")), "elements": elements})
+    return constants
+
+
+@pytest.mark.parametrize("lowering", LOWERINGS)
+def test_openvino_bf16_stores_every_weight_in_f32(digits, tmp_path, lowering):
+    """bf16 is an inference precision: OpenVINO converts f32 weights itself, while f16-compressed ones
+    would be rounded to f16 first (10 mantissa bits, a smaller range) and then to bf16."""
+    result = convert(digits, tmp_path, "openvino", "bf16", lowering)
+    constants = _ir_real_constants(result.model_file)
+    assert {constant["element_type"] for constant in constants} == {"f32"}, constants
+    assert all(constant["size"] == 4 * constant["elements"] for constant in constants)
+    bin_size = result.model_file.with_suffix(".bin").stat().st_size
+    assert all(constant["offset"] + constant["size"] <= bin_size for constant in constants)
+    # The model's weights are among them (not only a few scalars): at least the classifier's matrix.
+    assert max(constant["elements"] for constant in constants) >= digits.model.head.weight.numel()
+    model = ov.Core().read_model(str(result.model_file))
+    assert not [op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"
+                and op.get_output_element_type(0) in (ov.Type.f16, ov.Type.bf16)]

@@ -29,7 +29,8 @@ OUTPUTS = ("y",)
 _INTS, _INT = AttributeProto.INTS, AttributeProto.INT
 ATTRIBUTES = {"strides": _INTS, "pads": _INTS, "dilations": _INTS, "group": _INT, "kernel_num": _INT,
               "head_sizes": _INTS, "kernel_activation": _INT}
-# Optional attributes and the value a node without them means; the function declares these defaults.
+# Optional attributes and the value a node without them means; the function declares these defaults
+# (for files that omit them), and odexport still writes them on every node (see node_attributes).
 DEFAULTS = {"kernel_activation": 0}
 # kernel_activation: how the kernel logits become kernel weights.
 KERNEL_ACTIVATION_CODES = {"softmax": 0, "sigmoid": 1}
@@ -50,11 +51,10 @@ def node_attributes(spec: ODConvSpec) -> dict[str, int | list[int]]:
     pad_h, pad_w = spec.padding
     attributes = {"strides": list(spec.stride), "pads": [pad_h, pad_w, pad_h, pad_w],
                   "dilations": list(spec.dilation), "group": spec.groups, "kernel_num": spec.kernel_num,
-                  "head_sizes": list(spec.head_sizes)}
-    # Written only when it differs from the default, so softmax layers stay version-1 nodes; without a
-    # kernel head the kernel attention is exactly 1 whatever its activation.
-    if spec.head_sizes[3] and spec.kernel_activation != "softmax":
-        attributes["kernel_activation"] = KERNEL_ACTIVATION_CODES[spec.kernel_activation]
+                  "head_sizes": list(spec.head_sizes),
+                  "kernel_activation": KERNEL_ACTIVATION_CODES[spec.kernel_activation]}
+    # Every attribute the body references is written, defaulted or not: onnx.inliner ignores a function's
+    # attribute defaults and would leave the referencing Constant without a value.
     return attributes
 
 
@@ -136,6 +136,18 @@ class _Body:
     def scalar(self, value: float) -> str:
         return self("Constant", value=helper.make_tensor("value", TensorProto.FLOAT, [], [value]))
 
+    def optional(self, name: str, shape: str) -> str:
+        """The optional input ``name``, or zeros of ``shape`` when the node omits it.
+
+        A body cannot test whether an input was given, but LayerNormalization's bias may be missing and
+        normalizing zeros gives exactly 0: the result is the input or zeros. (Gemm's C would do the same
+        in ONNX, but once inlined the missing input is spelled "", which OpenVINO's Gemm reads as an input
+        of unknown rank.)
+        """
+        zeros = self("ConstantOfShape", shape)
+        ones = self("ConstantOfShape", shape, value=helper.make_tensor("value", TensorProto.FLOAT, [1], [1.0]))
+        return self("LayerNormalization", zeros, ones, name, axis=0)
+
 
 def odconv2d_function() -> onnx.FunctionProto:
     """The body of ai.odexport::ODConv2d: the reference formula in standard ops, every size read at run time.
@@ -194,16 +206,11 @@ def odconv2d_function() -> onnx.FunctionProto:
 
     y = op("MatMul", kernels, columns)  # [B, g, O/g, Ho*Wo]
     y = op("Reshape", y, op.shape(batch, out_channels, out_size))  # [B, O, Ho, Wo]
-    # The per-kernel bias, by the Gemm trick below: the kernel_bias when given, zeros[n, O] otherwise.
-    kernel_bias = op("Gemm", op("ConstantOfShape", op.shape(n, 1)), op("ConstantOfShape", op.shape(1, out_channels)),
-                     kernel_bias)  # [n, O]
+    kernel_bias = op.optional(kernel_bias, op.shape(n, out_channels))  # [n, O]
     y = op("Add", y, op("Unsqueeze", op("MatMul", kernel, kernel_bias), op.ints(2, 3)))
     y = op("Mul", y, op("Unsqueeze", filter_, op.ints(2, 3)))
-    # The bias input is optional and a function body cannot branch on a missing input, but Gemm's C
-    # can be missing: 0 x 0 + C is the bias when given and zeros otherwise.
-    zeros = op("ConstantOfShape", op.shape(1, out_channels))  # [1, O]
-    bias_row = op("Gemm", op("ConstantOfShape", op.ints(1, 1)), zeros, bias)  # [1, O]
-    op.nodes.append(helper.make_node("Add", [y, op("Reshape", bias_row, op.ints(1, -1, 1, 1))], list(OUTPUTS)))
+    bias = op.optional(bias, out_channels)  # [O]
+    op.nodes.append(helper.make_node("Add", [y, op("Reshape", bias, op.ints(1, -1, 1, 1))], list(OUTPUTS)))
 
     return helper.make_function(
         DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), op.nodes,

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from hypothesis import example as hypothesis_example
 from hypothesis import given, settings
 
 import odexport
@@ -19,7 +20,7 @@ from odexport.lowering.auto import AUTO_CANDIDATES
 from odexport.odconv import AttentionBranch, reference_forward
 from odexport.rewrite import find_unrecognised_layers, lower_model
 from variants import randomize
-from strategies import layer_cases
+from strategies import ASYMMETRIC, layer_cases
 from variants.timm_condconv import CondConv2d, CondConvNet, RoutedCondConv
 
 BLOCK_LAYERS = ("conv_pw", "conv_dw", "conv_pwl")
@@ -56,6 +57,7 @@ def test_each_layer_is_described_exactly_given_its_routing(net, path):
 @pytest.mark.parametrize("lowering", ROUTED_LOWERINGS)
 @settings(max_examples=25, deadline=None)
 @given(case=layer_cases())
+@hypothesis_example(case=ASYMMETRIC)
 def test_every_routed_lowering_matches_the_layer_over_shapes(lowering, case):
     layer = randomize(CondConv2d(case.in_channels, case.out_channels, case.kernel_size, case.stride, case.padding,
                                  case.dilation, case.groups, bias=case.seed % 2 == 0, num_experts=case.kernel_num),

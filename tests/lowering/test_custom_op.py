@@ -83,8 +83,7 @@ def test_folded_output_affine_becomes_scaled_weights_and_a_bias_input(tmp_path):
 
 def test_sigmoid_kernel_attention_is_an_attribute_every_route_honours(tmp_path):
     """CondConv's sigmoid routing: kernel_activation=1 on the node; the function body (ONNX Runtime,
-    inlined in OpenVINO) and the extension all use it, at batch 1 and 3. Softmax nodes (every other test
-    here) carry no kernel_activation, so they run on the declared default."""
+    inlined in OpenVINO) and the extension all use it, at batch 1 and 3."""
     layer = randomize(CondConv2d(4, 6, 3, 2, 1, groups=2, num_experts=3), seed=0)
     spec = find_adapter(layer).describe(layer, AdapterOptions())
     x = torch.randn(1, 4, 11, 9, generator=torch.Generator().manual_seed(1))

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from odexport.export import export_onnx
 from odexport.lowering import get_lowering, list_lowerings
 from odexport.odconv import describe_official, reference_forward
 from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
-from strategies import build_layer, layer_cases
+from strategies import ASYMMETRIC, build_layer, layer_cases
 
 # max abs error <= RTOL * max(max |reference|, SCALE_FLOOR). The floor is for layers whose outputs are
 # all tiny (a saturated sigmoid gate on a single channel): ONNX Runtime's and OpenVINO's fast sigmoids
@@ -30,6 +30,7 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(case=layer_cases())
+@example(case=ASYMMETRIC)
 def test_folded_formula_matches_reference_module(case):
     layer, x = build_layer(case)
     with torch.no_grad():
@@ -40,6 +41,7 @@ def test_folded_formula_matches_reference_module(case):
 @pytest.mark.parametrize("lowering", list_lowerings())
 @settings(max_examples=60, deadline=None)
 @given(case=layer_cases())
+@example(case=ASYMMETRIC)
 def test_lowering_matches_reference_in_pytorch(lowering, case):
     layer, x = build_layer(case)
     lowered = get_lowering(lowering).build(describe_official(layer)).eval()
@@ -50,6 +52,7 @@ def test_lowering_matches_reference_in_pytorch(lowering, case):
 @pytest.mark.parametrize("lowering", list_lowerings())
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=layer_cases())
+@example(case=ASYMMETRIC)
 def test_lowering_matches_reference_in_runtimes(lowering, case, tmp_path):
     """One export with symbolic height and width (and batch, where the lowering allows) serves the drawn
     shape and a second one."""

@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from . import per_sample_conv
 
@@ -20,10 +21,11 @@ class CondConv2d(nn.Module):
                  padding: int | None = None, dilation: int = 1, groups: int = 1, bias: bool = False,
                  num_experts: int = 4) -> None:
         super().__init__()
-        padding = (kernel_size - 1) // 2 * dilation if padding is None else padding
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = (kernel_size, kernel_size)
-        self.stride, self.padding, self.dilation = (stride, stride), (padding, padding), (dilation, dilation)
+        # timm takes an int or an (H, W) pair for each of these
+        self.stride, self.dilation = _pair(stride), _pair(dilation)
+        self.padding = tuple((kernel_size - 1) // 2 * d for d in self.dilation) if padding is None else _pair(padding)
         self.groups, self.num_experts = groups, num_experts
         self.weight_shape = (out_channels, in_channels // groups, kernel_size, kernel_size)
         self.weight = nn.Parameter(torch.randn(num_experts, math.prod(self.weight_shape)))
