@@ -115,7 +115,10 @@ def read_module(path: str | Path, *, unsafe_pickle: bool = False) -> nn.Module |
             "odexport cannot find or rewrite the dynamic convolutions inside it",
             hint="save the nn.Module itself (torch.save(model), then --unsafe-pickle) or pass it to odexport.convert "
                  "from Python; for a zoo architecture, pass --arch or save its state_dict()")
-    return obj.eval() if isinstance(obj, nn.Module) else None
+    if not isinstance(obj, nn.Module):
+        return None
+    check_finite(obj.state_dict(), str(path))
+    return obj.eval()
 
 
 def infer_spec(state_dict: Mapping[str, torch.Tensor], *, arch: str | None = None,
@@ -145,8 +148,11 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor], *, arch: str | None = Non
             reduction, note = _infer_reduction(widths, source)
             notes.append(note)
     if num_classes is None:
-        num_classes, note = _infer_num_classes(state_dict)
+        num_classes, note = _infer_num_classes(state_dict, source)
         notes.append(note)
+    elif num_classes < 1:
+        raise CheckpointError(f"{source}: num_classes {num_classes} is not a positive count",
+                              hint="a classifier needs at least one class; leave num_classes out to read it")
     # An ODConv arch over weights without ODConv layers keeps the defaults; the strict check reports it.
     return ModelSpec(arch, 1 if kernel_num is None else kernel_num,
                      OFFICIAL_REDUCTION if reduction is None else reduction, num_classes, tuple(notes))
@@ -332,11 +338,14 @@ def _feasible_reductions(widths: Mapping[str, tuple[int, int]], source: str) -> 
     return lows[low_layer], highs[high_layer]
 
 
-def _infer_num_classes(state_dict: Mapping) -> tuple[int, str]:
+def _infer_num_classes(state_dict: Mapping, source: str) -> tuple[int, str]:
     key = next((k for k in _CLASSIFIER_KEYS if k in state_dict), None)
     if key is None:
         return 1000, "num_classes 1000 (default: no classifier weight found)"
     shape = list(state_dict[key].shape)
+    if shape[0] < 1:  # builds and exports, but every output is empty
+        raise CheckpointError(f"{source}: state_dict key '{key}' {shape} is a classifier with zero classes",
+                              hint="this is not a trained classifier; check the file is the right checkpoint")
     return shape[0], f"num_classes {shape[0]} (from {key} {shape})"
 
 
@@ -358,8 +367,28 @@ def _build(spec: ModelSpec, state_dict: dict, source: str) -> nn.Module:
         raise CheckpointError(
             f"{source}: weights do not fit {spec.arch} ({options}{spec.num_classes} classes): {'; '.join(problems)}",
             hint="leave out the architecture options to infer them, or pass the ones it was trained with")
+    _check_dtypes(state_dict, expected, source)
+    check_finite(state_dict, source)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+def _check_dtypes(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> None:
+    """load_state_dict casts silently: integer weights would load as whole numbers (often all zeros)."""
+    for key, value in state_dict.items():
+        if expected[key].is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(
+                f"{source}: state_dict key '{key}' holds {value.dtype} values where the model has {expected[key].dtype}",
+                hint="the weights were cast to integers before saving; re-save the trained model's state_dict()")
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """CheckpointError naming the first tensor holding NaN or inf: no export of it can mean anything."""
+    for key, value in state_dict.items():
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            found = "NaN" if bool(torch.isnan(value).any()) else "inf"
+            raise CheckpointError(f"{source}: state_dict key '{key}' holds {found}",
+                                  hint="training diverged or the file was damaged; use an earlier checkpoint")
 
 
 # --- small helpers ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ every architecture uses meta-device state dicts, which have shapes but no data, 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 
@@ -329,3 +330,84 @@ def test_a_prefix_on_only_some_keys_is_kept(tmp_path, small_od):
     with pytest.raises(CheckpointError, match=r"1 missing keys \(classifier\.1\.bias\); "
                                               r"1 unexpected keys \(module\.classifier\.1\.bias\)"):
         load_checkpoint(path)
+
+
+# --- weights that load but cannot mean anything -------------------------------------------------------
+
+def _damaged(model: torch.nn.Module, key: str, damage) -> dict[str, torch.Tensor]:
+    state_dict = {k: v.clone() for k, v in model.state_dict().items()}
+    state_dict[key] = damage(state_dict[key])
+    return state_dict
+
+
+def _with_nan(tensor: torch.Tensor) -> torch.Tensor:
+    tensor.view(-1)[tensor.numel() // 2] = float("nan")
+    return tensor
+
+
+def _with_inf(tensor: torch.Tensor) -> torch.Tensor:
+    tensor.view(-1)[0] = float("-inf")
+    return tensor
+
+
+CONV = "features.1.conv.0.0.weight"  # an ODConv kernel stack of the small model
+
+
+@pytest.mark.parametrize("key, damage, words", [
+    (CONV, lambda t: t.to(torch.int64), f"state_dict key '{CONV}' holds torch.int64 values where the model has "
+                                        "torch.float32"),
+    ("features.0.1.running_var", lambda t: t.to(torch.int32), "'features.0.1.running_var' holds torch.int32"),
+    (CONV, _with_nan, f"state_dict key '{CONV}' holds NaN"),
+    ("features.0.1.running_mean", _with_nan, "state_dict key 'features.0.1.running_mean' holds NaN"),
+    ("classifier.1.bias", _with_inf, "state_dict key 'classifier.1.bias' holds inf"),
+])
+def test_bad_weight_values_are_refused_naming_the_key(tmp_path, small_od, key, damage, words):
+    path = tmp_path / "damaged.pth.tar"
+    torch.save({"state_dict": _damaged(small_od, key, damage)}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert words in caught.value.message and str(path) in caught.value.message
+    assert caught.value.hint and caught.value.exit_code == 2
+
+
+def test_integer_batchnorm_counters_are_legitimate(tmp_path, small_od):
+    counters = [k for k, v in small_od.state_dict().items() if k.endswith("num_batches_tracked")]
+    assert counters and all(small_od.state_dict()[k].dtype == torch.int64 for k in counters)
+    path = tmp_path / "plain.pth"
+    torch.save(small_od.state_dict(), path)
+    assert_same_weights(load_checkpoint(path), small_od)
+
+
+def test_double_precision_weights_still_load(tmp_path, small_od):
+    path = tmp_path / "double.pth"
+    torch.save({k: v.double() if v.is_floating_point() else v for k, v in small_od.state_dict().items()}, path)
+    assert load_checkpoint(path).model.features[0][0].weight.dtype == torch.float32
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors:UserWarning")
+def test_a_classifier_with_zero_classes_is_refused(tmp_path):
+    model = models.create_model("mobilenetv2_050", num_classes=0)
+    path = save_official_checkpoint(model, tmp_path / "empty_head.pth.tar")
+    with pytest.raises(CheckpointError, match=r"'classifier\.1\.weight' \[0, 1280\] is a classifier with zero "
+                                              r"classes"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="num_classes 0 is not a positive count"):
+        infer_spec(meta_state_dict("resnet18"), num_classes=0)
+
+
+def test_a_pickled_module_with_nan_is_refused(tmp_path, small_od):
+    from odexport.checkpoint import read_module
+
+    broken = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    with torch.no_grad():
+        broken[0].bias[1] = float("nan")
+    path = tmp_path / "whole.pth"
+    torch.save(broken, path)
+    with pytest.raises(CheckpointError, match=r"state_dict key '0\.bias' holds NaN"):
+        read_module(path, unsafe_pickle=True)
+    zoo = tmp_path / "whole_zoo.pth"
+    damaged = copy.deepcopy(small_od)
+    damaged.load_state_dict(_damaged(small_od, CONV, _with_nan))
+    torch.save(damaged, zoo)
+    with pytest.raises(CheckpointError, match=f"'{CONV}' holds NaN"):
+        load_checkpoint(zoo, unsafe_pickle=True)
