@@ -9,6 +9,8 @@ names and shapes (:func:`infer_spec`) → build the zoo model and load the weigh
 from __future__ import annotations
 
 import hashlib
+import pickle
+import pickletools
 import re
 import warnings
 import zipfile
@@ -29,6 +31,8 @@ MIN_ATTENTION_CHANNELS = 16  # ODConv Attention: A = max(int(in_channels * reduc
 _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")  # where wrappers keep the weights
 _WRAPPER_PREFIXES = {"module.": "DataParallel/DDP", "_orig_mod.": "torch.compile"}
 _METADATA_KEYS = ("epoch", "acc", "best_acc")
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's pre-1.6 format
+_LEGACY_HEADER = 4  # pickles: magic number, protocol version, system info, the saved object
 _CLASSIFIER_KEYS = ("fc.weight", "classifier.1.weight")
 _RESNET_DEPTHS = {  # (blocks per layer, block type) -> zoo name
     ((2, 2, 2, 2), "BasicBlock"): "resnet18",
@@ -174,18 +178,25 @@ def _read(path: Path, unsafe_pickle: bool) -> object:
         except Exception as error:
             raise _unreadable(path, error) from error
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the refusal below says it better than torch's protocol warning
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        pickled = _pickled_globals(path, error)
-        if not pickled:
+        refusal = _refusal(path, error)
+        if refusal is None:
             raise _unreadable(path, error) from error
     if not unsafe_pickle:
         raise CheckpointError(
-            f"{path}: contains pickled Python objects ({', '.join(pickled[:3])}), not only weights",
+            f"{path}: {refusal}",
             hint="--unsafe-pickle loads it, but that runs arbitrary code from the file: use it only for "
-                 "files you trust, or re-save the model's state_dict()")
+                 "files you trust, or re-save the model's state_dict() with torch.save")
     try:
+        if _whole_pickle(path) == "plain":  # torch.load reads only what torch.save wrote
+            with path.open("rb") as file:
+                return pickle.load(file)
         return torch.load(path, map_location="cpu", weights_only=False)
+    except (EOFError, RuntimeError) as error:  # a whole object pickle, but the tensor data after it is cut short
+        raise _unreadable(path, error) from error
     except Exception as error:
         raise CheckpointError(f"{path}: unpickling failed: {_first_line(error)}",
                               hint="the classes it pickles must be importable; re-save the state_dict()") from error
@@ -196,6 +207,39 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _refusal(path: Path, error: Exception) -> str | None:
+    """Why the weights-only loader refused a whole file that full unpickling could read; None when
+    the file itself is damaged (or not a pickle at all)."""
+    pickled = _pickled_globals(path, error)
+    if pickled:
+        return f"contains pickled Python objects ({', '.join(pickled[:3])}), not only weights"
+    kind = _whole_pickle(path)
+    if kind == "plain":
+        return "is a plain Python pickle (pickle.dump, not torch.save), which the weights-only loader cannot read"
+    if kind == "legacy" and isinstance(error, pickle.UnpicklingError):
+        return ("is a pickle in torch.save's legacy (pre-1.6) format holding data the weights-only loader "
+                "refuses")
+    return None
+
+
+def _whole_pickle(path: Path) -> str | None:
+    """"legacy" (torch.save's pre-1.6 format) or "plain" (pickle.dump) when the file starts with a whole
+    pickled object; None when it is cut short or no pickle. Opcodes are only parsed, never run."""
+    with path.open("rb") as file:
+        if file.read(1) != b"\x80":  # protocol 2 and later, which torch.save and pickle.dump write
+            return None
+        file.seek(0)
+        try:
+            first = [arg for _, arg, _ in pickletools.genops(file)]
+            legacy = _LEGACY_MAGIC in first
+            for _ in range(_LEGACY_HEADER - 1 if legacy else 0):  # the header pickles, then the object
+                for _ in pickletools.genops(file):
+                    pass
+        except Exception:  # ValueError at the end of the file, or bytes that are no opcode
+            return None
+    return "legacy" if legacy else "plain"
 
 
 def _pickled_globals(path: Path, error: Exception) -> list[str]:

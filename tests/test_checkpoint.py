@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import pickle
 import re
 
 import pytest
@@ -411,3 +412,39 @@ def test_a_pickled_module_with_nan_is_refused(tmp_path, small_od):
     torch.save(damaged, zoo)
     with pytest.raises(CheckpointError, match=f"'{CONV}' holds NaN"):
         load_checkpoint(zoo, unsafe_pickle=True)
+
+
+# --- pickles the weights-only loader refuses ----------------------------------------------------------
+
+def _pickle_dump(model, path):  # pickle itself, not torch.save: no zip archive, no torch header
+    with open(path, "wb") as file:
+        pickle.dump({"state_dict": model.state_dict()}, file)
+
+
+def _save_legacy_protocol_4(model, path):  # the legacy format in a pickle protocol the safe loader cannot parse
+    torch.save({"state_dict": model.state_dict()}, path, _use_new_zipfile_serialization=False, pickle_protocol=4)
+
+
+@pytest.mark.parametrize("save, words", [
+    (_pickle_dump, "is a plain Python pickle"),
+    (_save_legacy_protocol_4, "is a pickle in torch.save's legacy (pre-1.6) format"),
+])
+def test_a_whole_pickle_is_named_as_such_and_loads_with_the_unsafe_flag(tmp_path, small_od, save, words):
+    path = tmp_path / "checkpoint.pkl"
+    save(small_od, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert words in caught.value.message and "truncated" not in str(caught.value)
+    assert "--unsafe-pickle" in caught.value.hint and "runs arbitrary code" in caught.value.hint
+    assert "trust" in caught.value.hint
+    assert_same_weights(load_checkpoint(path, unsafe_pickle=True), small_od)
+
+
+@pytest.mark.parametrize("save, unsafe_pickle", [(_pickle_dump, False), (_pickle_dump, True),
+                                                  (_save_legacy_protocol_4, True)])
+def test_a_truncated_pickle_is_still_truncated(tmp_path, small_od, save, unsafe_pickle):
+    path = tmp_path / "checkpoint.pkl"
+    save(small_od, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path, unsafe_pickle=unsafe_pickle)
