@@ -422,7 +422,8 @@ def _check_dtypes(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str,
     for key, value in state_dict.items():
         if expected[key].is_floating_point() and not value.is_floating_point():
             raise CheckpointError(
-                f"{source}: state_dict key '{key}' holds {value.dtype} values where the model has {expected[key].dtype}",
+                f"{source}: state_dict key '{key}' holds {value.dtype} values where the model has "
+                f"{expected[key].dtype}",
                 hint="the weights were cast to integers before saving; re-save the trained model's state_dict()")
 
 
