@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
 from ..input_channels import DEFAULT_CHANNELS
+from ..limits import check_input_memory
 from ..verification.artifact import Artifact, read_artifact
 from ..verification.options import input_size_for, parse_batches
 from .machine import machine
@@ -78,8 +79,10 @@ def profile(
             size = input_size_for(found, _parse_size(imgsz))
             units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found),
                            found.channels or DEFAULT_CHANNELS, (found.manifest or {}).get("precision") or "fp32")]
+            check_input_memory(max(units[0].batches), units[0].channels, size)
         else:
             size = _parse_size(imgsz) or (224, 224)
+            check_input_memory(max(asked_batches or (1,)), DEFAULT_CHANNELS, size)  # before the checkpoint loads
             units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
         plan = []
         for unit in units:
