@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import pickletools
 import re
 import warnings
 import zipfile
@@ -32,7 +31,9 @@ _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")  # where wrappers
 _WRAPPER_PREFIXES = {"module.": "DataParallel/DDP", "_orig_mod.": "torch.compile"}
 _METADATA_KEYS = ("epoch", "acc", "best_acc")
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's pre-1.6 format
-_LEGACY_HEADER = 4  # pickles: magic number, protocol version, system info, the saved object
+_STORAGE_BYTES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+                  "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+                  "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}  # bytes per element in the legacy format
 _CLASSIFIER_KEYS = ("fc.weight", "classifier.1.weight")
 _RESNET_DEPTHS = {  # (blocks per layer, block type) -> zoo name
     ((2, 2, 2, 2), "BasicBlock"): "resnet18",
@@ -225,21 +226,68 @@ def _refusal(path: Path, error: Exception) -> str | None:
 
 
 def _whole_pickle(path: Path) -> str | None:
-    """"legacy" (torch.save's pre-1.6 format) or "plain" (pickle.dump) when the file starts with a whole
-    pickled object; None when it is cut short or no pickle. Opcodes are only parsed, never run."""
+    """"legacy" (torch.save's pre-1.6 format) or "plain" (pickle.dump) when the file holds a whole pickled
+    object (and, for legacy, all its tensor data); None when it is cut short or no pickle. The pickles are
+    walked by _Inert, which runs nothing from the file."""
     with path.open("rb") as file:
         if file.read(1) != b"\x80":  # protocol 2 and later, which torch.save and pickle.dump write
             return None
         file.seek(0)
         try:
-            first = [arg for _, arg, _ in pickletools.genops(file)]
-            legacy = _LEGACY_MAGIC in first
-            for _ in range(_LEGACY_HEADER - 1 if legacy else 0):  # the header pickles, then the object
-                for _ in pickletools.genops(file):
-                    pass
-        except Exception:  # ValueError at the end of the file, or bytes that are no opcode
+            if _Inert(file).load() != _LEGACY_MAGIC:
+                return "plain"
+            for _ in range(2):  # the protocol version and the system information, then the saved object
+                _Inert(file).load()
+            saved = _Inert(file)
+            saved.load()
+            _Inert(file).load()  # the storage keys, in the order their data follows
+        except Exception:  # cut short, or bytes that are no pickle
             return None
-    return "legacy" if legacy else "plain"
+        data = sum(8 + numel * size for numel, size in saved.storages.values())  # an int64 count, then the bytes
+        return "legacy" if path.stat().st_size - file.tell() >= data else None
+
+
+class _Placeholder:
+    """Stands for any object a pickle would build: accepts every construction and never runs code."""
+
+    storage_name = ""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+    def append(self, item) -> None:
+        pass
+
+    def extend(self, items) -> None:
+        pass
+
+
+class _Inert(pickle.Unpickler):
+    """Reads a pickle's structure without importing or calling anything it names (every global is a
+    placeholder class), and keeps the legacy format's tensor storages: key -> (elements, element size)."""
+
+    def __init__(self, file) -> None:
+        super().__init__(file)
+        self.storages: dict[str, tuple[int, int]] = {}
+
+    def find_class(self, module: str, name: str) -> type:
+        return type(name, (_Placeholder,), {"storage_name": name if module == "torch" else ""})
+
+    def persistent_load(self, pid) -> _Placeholder:
+        # ("storage", storage type, key, location, element count[, view metadata])
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            size = _STORAGE_BYTES.get(getattr(pid[1], "storage_name", ""), 1)  # 1: at least a byte each
+            self.storages[str(pid[2])] = (int(pid[4]), size)
+        return _Placeholder()
 
 
 def _pickled_globals(path: Path, error: Exception) -> list[str]:
