@@ -237,7 +237,6 @@ def profile(
     from odexport.profiling.comparison import parse_runtimes
     from odexport.profiling.measure import Budget
     from odexport.profiling.plot import check_plot_path, plot_comparison, plot_profile
-
     from odexport.writable import check_writable_file
 
     def action() -> None:
