@@ -182,8 +182,12 @@ def verify(
     Exit 0 passed, 1 parity failure, 2 bad input."""
     from odexport.console import ConsoleReporter
     from odexport.verification import verify_artifact, write_reports
+    from odexport.writable import check_writable_file
 
     def action() -> int:
+        for option, path in (("--json", json_file), ("--junit", junit_file)):
+            if path:
+                check_writable_file(path, option)  # before the reference is loaded and run
         report = verify_artifact(
             artifact, checkpoint, runtime=runtime, images=images, batch_sizes=batch, imgsz=imgsz,
             precision=precision, atol=atol, rtol=rtol, layers=layers, arch=arch, unsafe_pickle=unsafe_pickle,
@@ -231,10 +235,13 @@ def profile(
     from odexport.profiling.comparison import parse_runtimes
     from odexport.profiling.measure import Budget
     from odexport.profiling.plot import check_plot_path, plot_comparison, plot_profile
+    from odexport.writable import check_writable_file
 
     def action() -> None:
         if plot_file:
-            check_plot_path(plot_file)  # before minutes of measuring, not after
+            check_writable_file(check_plot_path(plot_file), "--plot")  # before minutes of measuring, not after
+        if json_file:
+            check_writable_file(json_file, "--json")
         reporter = ConsoleReporter(stderr)
         with reporter.steps("profiling") as advance:
             if compare:

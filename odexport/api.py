@@ -21,8 +21,8 @@ from .console import Reporter
 from .calibration import DEFAULT_CALIBRATION_SIZE
 from .targets import FLAT
 from .conversion import DEFAULT_LOWERING, ConversionResult, convert_checkpoint, convert_model, layer_record
-from .checkpoint import read_module
-from .conversion import parse_imgsz
+from .checkpoint import check_finite, read_module
+from .convert_options import convert_options, parse_imgsz
 from .errors import InputError, UnknownArchitectureError
 from .input_channels import resolve_channels
 from .inputs import IMAGENET, Preprocessing
@@ -95,6 +95,15 @@ def convert(
                          hint="pass the PyTorch module, or the path of its checkpoint")
     if example_input is None:
         raise InputError("an nn.Module needs an example input", hint="e.g. odexport.convert(model, torch.randn(1, 3, 224, 224))")
+    example_size = tuple(example_input.shape[2:]) if example_input.dim() == 4 else imgsz
+    options = convert_options(target=target, precision=precision, lowering=lowering, layout=layout,
+                              imgsz=example_size, batch=batch, channels=channels, calibration=calibration,
+                              calibration_size=calibration_size, temperature=temperature,
+                              attention_batchnorm=attention_batchnorm)
+    for note in options.notes:
+        if reporter is not None:
+            reporter.info(note)
+    check_finite(model.state_dict(), type(model).__name__)
     output = Path(output) if output is not None else Path(f"{type(model).__name__.lower()}_{target}")
     return convert_model(model, target=target, output=output, batch=batch, lowering=lowering,
                          dynamic_size=dynamic_size, simplify=simplify, verify=verify, preprocessing=preprocessing,

@@ -40,13 +40,31 @@ def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], 
                          hint="from Python, pass calibration= an array [N, C, H, W] of inputs like the model's")
     if str(source) == SYNTHETIC:
         return synthetic_samples(count, size, spec, seed)
-    from .verification.options import load_images
+    from .verification.options import read_image
+
+    return np.stack([preprocess(read_image(file, "--calibration"), size, spec)
+                     for file in _calibration_files(source, count)])
+
+
+def check_calibration_source(source: str | Path | np.ndarray, count: int) -> None:
+    """InputError, naming --calibration, unless ``source`` gives samples: the folder must exist and its
+    first ``count`` images must read (before a model is loaded and exported, not after)."""
+    from .verification.options import read_image
+
+    if isinstance(source, np.ndarray) or str(source) == SYNTHETIC:
+        return
+    for file in _calibration_files(source, count):
+        read_image(file, "--calibration")
+
+
+def _calibration_files(source: str | Path, count: int) -> list[Path]:
+    from .verification.options import image_files
 
     directory = Path(source)
     if not directory.is_dir():
         raise InputError(f"--calibration {source}: neither a folder of images nor '{SYNTHETIC}'",
                          hint="pass a folder of images like the ones the model will see, or --calibration synthetic")
-    return load_images(directory, size, spec)[:count]
+    return image_files(directory, "--calibration")[:count]
 
 
 def synthetic_samples(count: int, size: tuple[int, int], spec: Preprocessing = IMAGENET, seed: int = 0) -> np.ndarray:

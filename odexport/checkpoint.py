@@ -9,6 +9,7 @@ names and shapes (:func:`infer_spec`) → build the zoo model and load the weigh
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 import warnings
 import zipfile
@@ -29,6 +30,10 @@ MIN_ATTENTION_CHANNELS = 16  # ODConv Attention: A = max(int(in_channels * reduc
 _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")  # where wrappers keep the weights
 _WRAPPER_PREFIXES = {"module.": "DataParallel/DDP", "_orig_mod.": "torch.compile"}
 _METADATA_KEYS = ("epoch", "acc", "best_acc")
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's pre-1.6 format
+_STORAGE_BYTES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+                  "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+                  "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}  # bytes per element in the legacy format
 _CLASSIFIER_KEYS = ("fc.weight", "classifier.1.weight")
 _RESNET_DEPTHS = {  # (blocks per layer, block type) -> zoo name
     ((2, 2, 2, 2), "BasicBlock"): "resnet18",
@@ -115,7 +120,10 @@ def read_module(path: str | Path, *, unsafe_pickle: bool = False) -> nn.Module |
             "odexport cannot find or rewrite the dynamic convolutions inside it",
             hint="save the nn.Module itself (torch.save(model), then --unsafe-pickle) or pass it to odexport.convert "
                  "from Python; for a zoo architecture, pass --arch or save its state_dict()")
-    return obj.eval() if isinstance(obj, nn.Module) else None
+    if not isinstance(obj, nn.Module):
+        return None
+    check_finite(obj.state_dict(), str(path))
+    return obj.eval()
 
 
 def infer_spec(state_dict: Mapping[str, torch.Tensor], *, arch: str | None = None,
@@ -145,8 +153,11 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor], *, arch: str | None = Non
             reduction, note = _infer_reduction(widths, source)
             notes.append(note)
     if num_classes is None:
-        num_classes, note = _infer_num_classes(state_dict)
+        num_classes, note = _infer_num_classes(state_dict, source)
         notes.append(note)
+    elif num_classes < 1:
+        raise CheckpointError(f"{source}: num_classes {num_classes} is not a positive count",
+                              hint="a classifier needs at least one class; leave num_classes out to read it")
     # An ODConv arch over weights without ODConv layers keeps the defaults; the strict check reports it.
     return ModelSpec(arch, 1 if kernel_num is None else kernel_num,
                      OFFICIAL_REDUCTION if reduction is None else reduction, num_classes, tuple(notes))
@@ -168,18 +179,25 @@ def _read(path: Path, unsafe_pickle: bool) -> object:
         except Exception as error:
             raise _unreadable(path, error) from error
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the refusal below says it better than torch's protocol warning
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        pickled = _pickled_globals(path, error)
-        if not pickled:
+        refusal = _refusal(path, error)
+        if refusal is None:
             raise _unreadable(path, error) from error
     if not unsafe_pickle:
         raise CheckpointError(
-            f"{path}: contains pickled Python objects ({', '.join(pickled[:3])}), not only weights",
+            f"{path}: {refusal}",
             hint="--unsafe-pickle loads it, but that runs arbitrary code from the file: use it only for "
-                 "files you trust, or re-save the model's state_dict()")
+                 "files you trust, or re-save the model's state_dict() with torch.save")
     try:
+        if _whole_pickle(path) == "plain":  # torch.load reads only what torch.save wrote
+            with path.open("rb") as file:
+                return pickle.load(file)
         return torch.load(path, map_location="cpu", weights_only=False)
+    except (EOFError, RuntimeError) as error:  # a whole object pickle, but the tensor data after it is cut short
+        raise _unreadable(path, error) from error
     except Exception as error:
         raise CheckpointError(f"{path}: unpickling failed: {_first_line(error)}",
                               hint="the classes it pickles must be importable; re-save the state_dict()") from error
@@ -190,6 +208,86 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _refusal(path: Path, error: Exception) -> str | None:
+    """Why the weights-only loader refused a whole file that full unpickling could read; None when
+    the file itself is damaged (or not a pickle at all)."""
+    pickled = _pickled_globals(path, error)
+    if pickled:
+        return f"contains pickled Python objects ({', '.join(pickled[:3])}), not only weights"
+    kind = _whole_pickle(path)
+    if kind == "plain":
+        return "is a plain Python pickle (pickle.dump, not torch.save), which the weights-only loader cannot read"
+    if kind == "legacy" and isinstance(error, pickle.UnpicklingError):
+        return ("is a pickle in torch.save's legacy (pre-1.6) format holding data the weights-only loader "
+                "refuses")
+    return None
+
+
+def _whole_pickle(path: Path) -> str | None:
+    """"legacy" (torch.save's pre-1.6 format) or "plain" (pickle.dump) when the file holds a whole pickled
+    object (and, for legacy, all its tensor data); None when it is cut short or no pickle. The pickles are
+    walked by _Inert, which runs nothing from the file."""
+    with path.open("rb") as file:
+        if file.read(1) != b"\x80":  # protocol 2 and later, which torch.save and pickle.dump write
+            return None
+        file.seek(0)
+        try:
+            if _Inert(file).load() != _LEGACY_MAGIC:
+                return "plain"
+            for _ in range(2):  # the protocol version and the system information, then the saved object
+                _Inert(file).load()
+            saved = _Inert(file)
+            saved.load()
+            _Inert(file).load()  # the storage keys, in the order their data follows
+        except Exception:  # cut short, or bytes that are no pickle
+            return None
+        data = sum(8 + numel * size for numel, size in saved.storages.values())  # an int64 count, then the bytes
+        return "legacy" if path.stat().st_size - file.tell() >= data else None
+
+
+class _Placeholder:
+    """Stands for any object a pickle would build: accepts every construction and never runs code."""
+
+    storage_name = ""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+    def append(self, item) -> None:
+        pass
+
+    def extend(self, items) -> None:
+        pass
+
+
+class _Inert(pickle.Unpickler):
+    """Reads a pickle's structure without importing or calling anything it names (every global is a
+    placeholder class), and keeps the legacy format's tensor storages: key -> (elements, element size)."""
+
+    def __init__(self, file) -> None:
+        super().__init__(file)
+        self.storages: dict[str, tuple[int, int]] = {}
+
+    def find_class(self, module: str, name: str) -> type:
+        return type(name, (_Placeholder,), {"storage_name": name if module == "torch" else ""})
+
+    def persistent_load(self, pid) -> _Placeholder:
+        # ("storage", storage type, key, location, element count[, view metadata])
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            size = _STORAGE_BYTES.get(getattr(pid[1], "storage_name", ""), 1)  # 1: at least a byte each
+            self.storages[str(pid[2])] = (int(pid[4]), size)
+        return _Placeholder()
 
 
 def _pickled_globals(path: Path, error: Exception) -> list[str]:
@@ -332,11 +430,14 @@ def _feasible_reductions(widths: Mapping[str, tuple[int, int]], source: str) -> 
     return lows[low_layer], highs[high_layer]
 
 
-def _infer_num_classes(state_dict: Mapping) -> tuple[int, str]:
+def _infer_num_classes(state_dict: Mapping, source: str) -> tuple[int, str]:
     key = next((k for k in _CLASSIFIER_KEYS if k in state_dict), None)
     if key is None:
         return 1000, "num_classes 1000 (default: no classifier weight found)"
     shape = list(state_dict[key].shape)
+    if shape[0] < 1:  # builds and exports, but every output is empty
+        raise CheckpointError(f"{source}: state_dict key '{key}' {shape} is a classifier with zero classes",
+                              hint="this is not a trained classifier; check the file is the right checkpoint")
     return shape[0], f"num_classes {shape[0]} (from {key} {shape})"
 
 
@@ -358,8 +459,29 @@ def _build(spec: ModelSpec, state_dict: dict, source: str) -> nn.Module:
         raise CheckpointError(
             f"{source}: weights do not fit {spec.arch} ({options}{spec.num_classes} classes): {'; '.join(problems)}",
             hint="leave out the architecture options to infer them, or pass the ones it was trained with")
+    _check_dtypes(state_dict, expected, source)
+    check_finite(state_dict, source)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+def _check_dtypes(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> None:
+    """load_state_dict casts silently: integer weights would load as whole numbers (often all zeros)."""
+    for key, value in state_dict.items():
+        if expected[key].is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(
+                f"{source}: state_dict key '{key}' holds {value.dtype} values where the model has "
+                f"{expected[key].dtype}",
+                hint="the weights were cast to integers before saving; re-save the trained model's state_dict()")
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """CheckpointError naming the first tensor holding NaN or inf: no export of it can mean anything."""
+    for key, value in state_dict.items():
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            found = "NaN" if bool(torch.isnan(value).any()) else "inf"
+            raise CheckpointError(f"{source}: state_dict key '{key}' holds {found}",
+                                  hint="training diverged or the file was damaged; use an earlier checkpoint")
 
 
 # --- small helpers ------------------------------------------------------------------------------------

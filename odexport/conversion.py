@@ -18,6 +18,7 @@ from .artifact import StagedDirectory, write_manifest
 from .calibration import DEFAULT_CALIBRATION_SIZE, calibration_samples
 from .checkpoint import load_checkpoint
 from .console import Reporter, SilentReporter
+from .convert_options import check_request, convert_options, parse_batch, parse_imgsz
 from .errors import InputError, ParityError
 from .export import OPSET, export_onnx, simplify_onnx
 from .input_channels import resolve_channels
@@ -50,40 +51,10 @@ class ConversionResult:
     notes: tuple[str, ...] = ()
 
 
-def parse_imgsz(value: str | int | tuple[int, int]) -> tuple[int, int]:
-    """224 -> (224, 224); "224,160" -> (224, 160)."""
-    if isinstance(value, tuple):
-        size = value
-    else:
-        try:
-            parts = [int(part) for part in str(value).replace("x", ",").split(",")]
-        except ValueError:
-            parts = []
-        if len(parts) not in (1, 2):
-            raise InputError(f"image size {value!r} is not an int or H,W", hint="e.g. --imgsz 224 or --imgsz 224,160")
-        size = (parts[0], parts[-1])
-    if min(size) < 8:
-        raise InputError(f"image size {size} is too small", hint="use at least 8 pixels per side")
-    return size
-
-
 def second_parity_size(size: tuple[int, int]) -> tuple[int, int]:
     """Another input size for a dynamic-size artifact: larger, non-square, not a multiple of 32."""
     height, width = size
     return height + height // 4 + 3, width + width // 8 + 5
-
-
-def parse_batch(value: str | int) -> int | None:
-    """"dynamic" -> None; a positive int -> that int."""
-    if str(value).lower() == "dynamic":
-        return None
-    try:
-        batch = int(value)
-    except ValueError:
-        batch = 0
-    if batch < 1:
-        raise InputError(f"batch {value!r} is not a positive int or 'dynamic'", hint="e.g. --batch 1 or --batch dynamic")
-    return batch
 
 
 def convert_checkpoint(
@@ -111,7 +82,12 @@ def convert_checkpoint(
     """Convert an official-format ODConv checkpoint (or a state dict, or a TorchScript archive)."""
     reporter = reporter or SilentReporter()
     checkpoint = Path(checkpoint)
-    _check_request(get_target(target), precision, layout, calibration)  # before the slow work
+    options = convert_options(target=target, precision=precision, lowering=lowering, layout=layout, imgsz=imgsz,
+                              batch=batch, channels=channels, calibration=calibration,
+                              calibration_size=calibration_size, temperature=temperature,
+                              attention_batchnorm=attention_batchnorm)
+    for note in options.notes:
+        reporter.info(note)
     with reporter.stage("Load", f"reading {checkpoint}") as stage:
         loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
         stage.result = f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"
@@ -133,21 +109,21 @@ def convert_checkpoint(
     output = Path(output) if output is not None else Path(f"{checkpoint.name.split('.')[0]}_{target}{suffix}")
     return convert_model(
         loaded.model,
-        target=target,
+        target=options.target,
         output=output,
-        imgsz=imgsz,
-        channels=channels,
-        batch=batch,
-        lowering=lowering,
+        imgsz=options.imgsz,
+        channels=options.channels,
+        batch=options.batch,
+        lowering=options.lowering,
         dynamic_size=dynamic_size,
         simplify=simplify,
         verify=verify,
-        precision=precision,
-        calibration=calibration,
-        calibration_size=calibration_size,
-        layout=layout,
-        temperature=temperature,
-        attention_batchnorm=attention_batchnorm,
+        precision=options.precision,
+        calibration=options.calibration,
+        calibration_size=options.calibration_size,
+        layout=options.layout,
+        temperature=options.temperature,
+        attention_batchnorm=options.attention_batchnorm,
         reporter=reporter,
         source=source,
         model_info=model_info,
@@ -210,7 +186,7 @@ def convert_model(
     preprocessing = for_channels(preprocessing, channels)
     options = AdapterOptions(attention_batchnorm)
     chosen_target = get_target(target)
-    _check_request(chosen_target, precision, layout, calibration)
+    check_request(chosen_target, precision, layout, calibration)
     single = None if lowering == AUTO else get_lowering(lowering)
     if batch is None:
         batch = "dynamic" if single is None or single.dynamic_batch else 1
@@ -390,14 +366,6 @@ def conversion_notes(layers: list[ODConvLayer]) -> list[str]:
         notes.append(f"temperatures outside the state dict, folded into the attention heads: "
                      f"{', '.join(f'{t:g}' for t in temperatures)}")
     return notes
-
-
-def _check_request(target, precision: str, layout: str, calibration) -> None:
-    """Fail on a precision, layout or calibration the target cannot use, before any slow work."""
-    target.check(get_precision(precision).name, layout)
-    if get_precision(precision).quantized and calibration is None:
-        raise InputError(f"precision {precision} needs calibration images to measure activation ranges",
-                         hint="pass --calibration DIR (images like the model's inputs) or --calibration synthetic")
 
 
 def _timing_context(target, precision: str) -> TimingContext:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import odexport
+from odexport.console import SilentReporter
 from odexport.errors import InputError
 from variants import randomize
 from variants.detection import TinyDetector
@@ -163,3 +164,38 @@ def test_a_module_needs_an_example_input_and_int8_a_calibration(tmp_path):
         odexport.convert(TinyDetector(), torch.randn(1, 3, 32, 32), precision="int8", output=tmp_path / "out")
     with pytest.raises(InputError, match="example input"):
         odexport.convert(TinyDetector(), output=tmp_path / "out")
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"imgsz": 100000}, "larger than 8192 pixels"),
+    ({"batch": 0}, "batch 0 is not a positive int"),
+    ({"lowering": "winograd"}, "unknown lowering"),
+    ({"calibration_size": -1, "precision": "int8", "calibration": "synthetic"}, "--calibration-size -1"),
+    ({"temperature": float("nan")}, "--temperature nan"),
+])
+def test_options_are_refused_before_a_checkpoint_path_is_read(tmp_path, options, words):
+    missing = tmp_path / "missing.pth"  # read first, it would say "no such file"
+    with pytest.raises(InputError, match=words):
+        odexport.convert(missing, target="onnx", output=tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_module_with_nan_weights_is_refused_before_export(tmp_path):
+    model = TinyDetector().eval()
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("inf")
+    with pytest.raises(InputError, match=r"TinyDetector: state_dict key '[\w.]+' holds inf"):
+        odexport.convert(model, torch.randn(1, 3, 32, 32), target="onnx", output=tmp_path / "out", verify=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_with_a_float_precision_is_reported_as_ignored(tmp_path):
+    heard = []
+
+    class Listener(SilentReporter):
+        def info(self, message: str) -> None:
+            heard.append(message)
+
+    odexport.convert(TinyDetector().eval(), torch.randn(1, 3, 32, 32), target="onnx", output=tmp_path / "out",
+                     calibration="synthetic", verify=False, reporter=Listener())
+    assert "warning: --calibration is ignored: precision fp32 is not quantized" in heard

@@ -6,7 +6,9 @@ every architecture uses meta-device state dicts, which have shapes but no data, 
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import pickle
 import re
 
 import pytest
@@ -329,3 +331,121 @@ def test_a_prefix_on_only_some_keys_is_kept(tmp_path, small_od):
     with pytest.raises(CheckpointError, match=r"1 missing keys \(classifier\.1\.bias\); "
                                               r"1 unexpected keys \(module\.classifier\.1\.bias\)"):
         load_checkpoint(path)
+
+
+# --- weights that load but cannot mean anything -------------------------------------------------------
+
+def _damaged(model: torch.nn.Module, key: str, damage) -> dict[str, torch.Tensor]:
+    state_dict = {k: v.clone() for k, v in model.state_dict().items()}
+    state_dict[key] = damage(state_dict[key])
+    return state_dict
+
+
+def _with_nan(tensor: torch.Tensor) -> torch.Tensor:
+    tensor.view(-1)[tensor.numel() // 2] = float("nan")
+    return tensor
+
+
+def _with_inf(tensor: torch.Tensor) -> torch.Tensor:
+    tensor.view(-1)[0] = float("-inf")
+    return tensor
+
+
+CONV = "features.1.conv.0.0.weight"  # an ODConv kernel stack of the small model
+
+
+@pytest.mark.parametrize("key, damage, words", [
+    (CONV, lambda t: t.to(torch.int64), f"state_dict key '{CONV}' holds torch.int64 values where the model has "
+                                        "torch.float32"),
+    ("features.0.1.running_var", lambda t: t.to(torch.int32), "'features.0.1.running_var' holds torch.int32"),
+    (CONV, _with_nan, f"state_dict key '{CONV}' holds NaN"),
+    ("features.0.1.running_mean", _with_nan, "state_dict key 'features.0.1.running_mean' holds NaN"),
+    ("classifier.1.bias", _with_inf, "state_dict key 'classifier.1.bias' holds inf"),
+])
+def test_bad_weight_values_are_refused_naming_the_key(tmp_path, small_od, key, damage, words):
+    path = tmp_path / "damaged.pth.tar"
+    torch.save({"state_dict": _damaged(small_od, key, damage)}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert words in caught.value.message and str(path) in caught.value.message
+    assert caught.value.hint and caught.value.exit_code == 2
+
+
+def test_integer_batchnorm_counters_are_legitimate(tmp_path, small_od):
+    counters = [k for k, v in small_od.state_dict().items() if k.endswith("num_batches_tracked")]
+    assert counters and all(small_od.state_dict()[k].dtype == torch.int64 for k in counters)
+    path = tmp_path / "plain.pth"
+    torch.save(small_od.state_dict(), path)
+    assert_same_weights(load_checkpoint(path), small_od)
+
+
+def test_double_precision_weights_still_load(tmp_path, small_od):
+    path = tmp_path / "double.pth"
+    torch.save({k: v.double() if v.is_floating_point() else v for k, v in small_od.state_dict().items()}, path)
+    assert load_checkpoint(path).model.features[0][0].weight.dtype == torch.float32
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors:UserWarning")
+def test_a_classifier_with_zero_classes_is_refused(tmp_path):
+    model = models.create_model("mobilenetv2_050", num_classes=0)
+    path = save_official_checkpoint(model, tmp_path / "empty_head.pth.tar")
+    with pytest.raises(CheckpointError, match=r"'classifier\.1\.weight' \[0, 1280\] is a classifier with zero "
+                                              r"classes"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="num_classes 0 is not a positive count"):
+        infer_spec(meta_state_dict("resnet18"), num_classes=0)
+
+
+def test_a_pickled_module_with_nan_is_refused(tmp_path, small_od):
+    from odexport.checkpoint import read_module
+
+    broken = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    with torch.no_grad():
+        broken[0].bias[1] = float("nan")
+    path = tmp_path / "whole.pth"
+    torch.save(broken, path)
+    with pytest.raises(CheckpointError, match=r"state_dict key '0\.bias' holds NaN"):
+        read_module(path, unsafe_pickle=True)
+    zoo = tmp_path / "whole_zoo.pth"
+    damaged = copy.deepcopy(small_od)
+    damaged.load_state_dict(_damaged(small_od, CONV, _with_nan))
+    torch.save(damaged, zoo)
+    with pytest.raises(CheckpointError, match=f"'{CONV}' holds NaN"):
+        load_checkpoint(zoo, unsafe_pickle=True)
+
+
+# --- pickles the weights-only loader refuses ----------------------------------------------------------
+
+def _pickle_dump(model, path):  # pickle itself, not torch.save: no zip archive, no torch header
+    with open(path, "wb") as file:
+        pickle.dump({"state_dict": model.state_dict()}, file)
+
+
+def _save_legacy_protocol_4(model, path):  # the legacy format in a pickle protocol the safe loader cannot parse
+    torch.save({"state_dict": model.state_dict()}, path, _use_new_zipfile_serialization=False, pickle_protocol=4)
+
+
+@pytest.mark.parametrize("save, words", [
+    (_pickle_dump, "is a plain Python pickle"),
+    (_save_legacy_protocol_4, "is a pickle in torch.save's legacy (pre-1.6) format"),
+])
+def test_a_whole_pickle_is_named_as_such_and_loads_with_the_unsafe_flag(tmp_path, small_od, save, words):
+    path = tmp_path / "checkpoint.pkl"
+    save(small_od, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert words in caught.value.message and "truncated" not in str(caught.value)
+    assert "--unsafe-pickle" in caught.value.hint and "runs arbitrary code" in caught.value.hint
+    assert "trust" in caught.value.hint
+    assert_same_weights(load_checkpoint(path, unsafe_pickle=True), small_od)
+
+
+@pytest.mark.parametrize("unsafe_pickle", [False, True])
+@pytest.mark.parametrize("save", [_pickle_dump, _save_legacy_protocol_4])
+@pytest.mark.parametrize("kept", [0.5, 0.999])  # cut in the pickle, or in the tensor data after it
+def test_a_truncated_pickle_is_still_truncated(tmp_path, small_od, save, unsafe_pickle, kept):
+    path = tmp_path / "checkpoint.pkl"
+    save(small_od, path)
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * kept)])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path, unsafe_pickle=unsafe_pickle)

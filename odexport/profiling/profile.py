@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..renamed import renamed
 from ..input_channels import DEFAULT_CHANNELS
 from ..scratch import scratch_directory
+from ..limits import check_input_memory
 from ..verification.artifact import Artifact, read_artifact
 from ..verification.options import input_size_for, parse_batches
 from ..verification.runtimes import left_out_note
@@ -90,8 +91,10 @@ def profile(
             units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found),
                            found.channels or DEFAULT_CHANNELS, (found.manifest or {}).get("precision") or "fp32",
                            found.runs_on)]
+            check_input_memory(max(units[0].batches), units[0].channels, size)
         else:
             size = _parse_size(imgsz) or (224, 224)
+            check_input_memory(max(asked_batches or (1,)), DEFAULT_CHANNELS, size)  # before the checkpoint loads
             units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
         plan = []
         for unit in units:

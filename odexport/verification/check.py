@@ -13,6 +13,7 @@ from torch import nn
 
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
+from ..limits import check_input_memory
 from ..localize import localize
 from ..parity import check_parity
 from ..reference import reference_runner
@@ -78,6 +79,7 @@ def verify_artifact(
     tolerance = resolve_tolerance(precision, atol, rtol)
     sizes = batch_sizes_for(found, parse_batches(batch_sizes))
     size = input_size_for(found, parse_imgsz(imgsz) if imgsz is not None else None)
+    check_input_memory(max(sizes), found.channels or 3, size)  # before the reference is loaded
     if (checkpoint is None) == (model is None):
         raise InputError("verify needs one PyTorch reference: a checkpoint, or (from Python) a model",
                          hint="pass --checkpoint with the file the artifact was converted from")

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..inputs import Preprocessing, photographs, preprocess, random_inputs, read_image, spec_channels
+from ..inputs import Preprocessing, photographs, preprocess, random_inputs, spec_channels
+from ..inputs import read_image as read_image_file
+from ..limits import MAX_BATCH, check_count
 from ..parity import TOLERANCES, Tolerance
 from .artifact import Artifact
 
@@ -32,6 +34,7 @@ def parse_batches(values: list[str | int] | tuple | None) -> tuple[int, ...] | N
             if size < 1:
                 raise InputError(f"batch size {part!r} is not a positive int",
                                  hint="e.g. --batch 1 --batch 3, or --batch 1,3,8")
+            check_count(size, MAX_BATCH, "--batch", "1")
             if size not in sizes:
                 sizes.append(size)
     return tuple(sizes)
@@ -90,19 +93,27 @@ def sample_inputs(size: tuple[int, int], spec: Preprocessing | None, images: Pat
     return kinds
 
 
-def load_images(directory: Path, size: tuple[int, int], spec: Preprocessing) -> np.ndarray:
-    """Every image file in ``directory`` (sorted by name), preprocessed: [N, C, h, w] float32 (C as ``spec`` says)."""
+def load_images(directory: Path, size: tuple[int, int], spec: Preprocessing, option: str = "--images") -> np.ndarray:
+    """Every image file in ``directory`` (sorted by name), preprocessed: [N, C, h, w] float32 (C as ``spec``
+    says). ``option`` names where the folder came from in errors."""
+    return np.stack([preprocess(read_image(file, option), size, spec) for file in image_files(directory, option)])
+
+
+def image_files(directory: Path, option: str = "--images") -> list[Path]:
+    """The image files in ``directory``, sorted by name; InputError when there are none."""
     if not directory.is_dir():
-        raise InputError(f"--images {directory}: not a directory", hint="pass a folder of .png/.jpg images")
+        raise InputError(f"{option} {directory}: not a directory", hint="pass a folder of .png/.jpg images")
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise InputError(f"--images {directory}: holds no images ({', '.join(IMAGE_SUFFIXES)})",
+        raise InputError(f"{option} {directory}: holds no images ({', '.join(IMAGE_SUFFIXES)})",
                          hint="pass a folder of photographs like the ones the model was trained on")
-    images = []
-    for file in files:
-        try:
-            image = read_image(file)
-        except Exception as error:
-            raise InputError(f"{file}: unreadable image ({type(error).__name__})", hint="remove or re-save it") from None
-        images.append(preprocess(image, size, spec))
-    return np.stack(images)
+    return files
+
+
+def read_image(file: Path, option: str = "--images") -> np.ndarray:
+    """[h, w, 3] uint8 RGB (grey images repeated, alpha dropped); InputError naming ``option`` when unreadable."""
+    try:
+        return read_image_file(file)
+    except Exception as error:
+        raise InputError(f"{option}: {file} is an unreadable image ({type(error).__name__})",
+                         hint="remove or re-save it") from None
