@@ -117,10 +117,13 @@ def inspect(
     """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), what a file
     holding a whole module holds (each dynamic convolution, the adapter that recognised it, and what no
     adapter recognised), or what an exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
+    import torch
+
     from odexport.api import inspect as inspect_module
     from odexport.checkpoint import load_checkpoint, read_module
     from odexport.conversion import parse_imgsz
     from odexport.errors import UnknownArchitectureError
+    from odexport.input_channels import resolve_channels
     from odexport.inspection import summarize_model, summarize_onnx
 
     def action() -> None:
@@ -134,7 +137,8 @@ def inspect(
             whole = read_module(checkpoint, unsafe_pickle=unsafe_pickle)
             if whole is None or arch is not None:
                 raise
-            _show(inspect_module(whole).to_dict(), as_json, render.module_inspection)
+            example = torch.zeros(1, resolve_channels(whole, None), *size)  # probes the generic path
+            _show(inspect_module(whole, example).to_dict(), as_json, render.module_inspection)
             return
         summary = summarize_model(loaded.model, size)
         report = {

@@ -141,17 +141,25 @@ class ModuleInspection:
     model: str
     params: int
     recognised: tuple[dict, ...]
-    unrecognised: tuple[dict, ...]
+    unrecognised: tuple[dict, ...]  # what convert refuses: no adapter, and the generic path cannot take it
     undecided: tuple[str, ...] = field(default_factory=tuple)  # layers needing attention_batchnorm
+    generic: tuple[dict, ...] = field(default_factory=tuple)  # no adapter; convert takes the generic path
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def inspect(model: nn.Module, *, attention_batchnorm: str | None = None) -> ModuleInspection:
+def inspect(model: nn.Module, example_input: torch.Tensor | None = None, *,
+            attention_batchnorm: str | None = None) -> ModuleInspection:
     """List the dynamic convolutions of ``model``: recognised ones (path, adapter, attentions, kernels,
-    temperature kept outside the state dict), and modules that look dynamic but no adapter recognises."""
+    temperature kept outside the state dict), those no adapter recognises that the generic path takes
+    (``generic``), and those it refuses (``unrecognised``, with the reason).
+
+    example_input: [B, C, H, W], the input the generic path is probed with (its batch is not used);
+    default [1, channels of the first convolution, 224, 224].
+    """
     from .adapters import AdapterOptions
+    from .generic import probe_generic_path
     from .rewrite import batch_dependent_layers, find_odconv_layers, find_unrecognised_layers
 
     # Listing needs no choice: an undecided batch-1 BatchNorm is listed as such and read as "apply".
@@ -165,10 +173,15 @@ def inspect(model: nn.Module, *, attention_batchnorm: str | None = None) -> Modu
         if layer.path in undecided:
             record["attention_batchnorm"] = None
         records.append(record)
+    found = find_unrecognised_layers(model)
+    if found and example_input is None:
+        example_input = torch.zeros(1, resolve_channels(model, None), 224, 224)
+    generic, refused = probe_generic_path(model.eval(), found, example_input) if found else ([], [])
     return ModuleInspection(
         model=f"{type(model).__module__}.{type(model).__qualname__}",
         params=sum(p.numel() for p in model.parameters()),
         recognised=tuple(records),
-        unrecognised=tuple(asdict(found) for found in find_unrecognised_layers(model)),
+        unrecognised=tuple(asdict(layer) for layer in refused),
         undecided=tuple(undecided),
+        generic=tuple(layer.record() for layer in generic),
     )
