@@ -64,6 +64,8 @@ def probe_generic_path(model: nn.Module, found: list[UnrecognisedLayer],
 
 
 def _generic_forms(lowered, model, found, example):
+    if not found:
+        return [], []
     inputs = _capture_inputs(model, [_module_path(layer.path) for layer in found], example)
     taken, refused = [], []
     for layer in found:
@@ -127,7 +129,9 @@ def _trace(generic: GenericDynamicConv, args: tuple, kwargs: dict):
 
 def _check_close(got, want, when: str) -> None:
     got, want = flatten_outputs(got), flatten_outputs(want)
-    for (name, mine), (_, theirs) in zip(got, want, strict=True):
+    if len(got) != len(want):
+        raise UnhandledLayer(f"its generic form gives {len(got)} output(s) instead of {len(want)} {when}")
+    for (name, mine), (_, theirs) in zip(got, want):
         if mine.shape != theirs.shape:
             raise UnhandledLayer(f"its generic form gives shape {list(mine.shape)} instead of {list(theirs.shape)} "
                                  f"{when}")
