@@ -116,7 +116,8 @@ def inspect(
 ) -> None:
     """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), what a file
     holding a whole module holds (each dynamic convolution, the adapter that recognised it, and what no
-    adapter recognised), or what an exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
+    adapter recognised: taken by the generic path, probed at --imgsz, or refused and why), or what an
+    exported .onnx holds (lowering, ops, nodes per dynamic convolution)."""
     import torch
 
     from odexport.api import inspect as inspect_module
