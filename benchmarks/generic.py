@@ -7,7 +7,7 @@ against the same layers forced through the generic path (as if no adapter knew t
 Both artifacts are exported with a dynamic batch and simplified, as convert writes them, checked against
 PyTorch at batch 1 and 3, then timed at batch 1, fp32, interleaved in one process (ONNX Runtime and
 OpenVINO, 2 threads by default). The adapter path also folds each following BatchNorm; the generic path cannot.
-Writes benchmarks/results/generic.{json,md} (generic-1thread.* with --threads 1): the machine may be shared, so read the ratio, not the times.
+Writes benchmarks/results/generic.{json,md} (-1thread with --threads 1, -<arch> for another arch): the machine may be shared, so read the ratio, not the times.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def main() -> None:
                f"{' '.join(map(str, args.kernel_nums))} --imgsz {args.imgsz} --seconds {args.seconds:g} --threads {args.threads}")
     result = {"arch": args.arch, "imgsz": args.imgsz, "threads": args.threads, "lowering": DEFAULT_LOWERING, "command": command,
               "machine": machine(), "load": load, "load_end": os.getloadavg(), "rows": rows}
-    stem = "generic" if args.threads == 2 else f"generic-{args.threads}thread"
+    stem = ("generic" + ("" if args.threads == 2 else f"-{args.threads}thread")
+            + ("" if args.arch == parser.get_default("arch") else f"-{args.arch}"))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown(result))
