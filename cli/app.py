@@ -137,7 +137,8 @@ def inspect(
 ) -> None:
     """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), what a file
     holding a whole module holds (each dynamic convolution, the adapter that recognised it, and what no
-    adapter recognised), or what an exported .onnx holds (lowering, ops, nodes per ODConv layer)."""
+    adapter confirmed: taken by the generic path, probed at --imgsz, or refused and why), or what an
+    exported .onnx holds (lowering, ops, nodes per dynamic convolution)."""
     from odexport.api import ModuleInspection
     from odexport.api import inspect as run_inspect
     from odexport.inspection import OnnxSummary

@@ -86,6 +86,12 @@ def module_inspection(console: Console, found: dict) -> None:
     console.print("attentions: c channel, f filter, s spatial, k kernel; T: temperature kept outside the state dict; "
                   "adapters tried: every adapter whose structure the layer has, ✓ its description reproduces the "
                   "layer (relative error), ✗ it does not, - not tried")
+    if found["generic"]:
+        console.print(f"[bold]{len(found['generic'])} taken by the generic path[/bold] (no adapter; exported as "
+                      "they are, each batch-folding convolution written per sample; docs/adapters.md):")
+        for layer in found["generic"]:
+            console.print(f"  {layer['path']} ({layer['type']}): {layer['batch_folded_convolutions']} batch-folding "
+                          f"convolution(s); found because it {layer['found_because']}", soft_wrap=True)
     if found["unrecognised"]:
         console.print(f"[bold red]{len(found['unrecognised'])} not recognised[/bold red] (convert refuses these; "
                       "docs/adapters.md shows how to write an adapter):")
@@ -97,7 +103,7 @@ def module_inspection(console: Console, found: dict) -> None:
                     console.print(f"    {_attempt(attempt)}: {attempt['detail']}", soft_wrap=True)
             else:
                 console.print(f"  {layer['path']} ({layer['type']}): {layer['reason']}", soft_wrap=True)
-    else:
+    elif not found["generic"]:
         console.print("Nothing unrecognised: every module that looks like a dynamic convolution has an adapter.")
 
 
@@ -119,12 +125,13 @@ def onnx_inspection(console: Console, summary: dict) -> None:
     if summary["functions"]:
         console.print(f"  functions: {', '.join(summary['functions'])}")
     console.print("  ops: " + ", ".join(f"{op} {count}" for op, count in summary["op_counts"].items()))
-    table = Table(title=f"{len(summary['layers'])} ODConv layers")
-    for column in ("path", "nodes", "ops"):
+    table = Table(title=f"{len(summary['layers'])} dynamic convolutions")
+    for column in ("path", "path taken", "nodes", "ops"):
         table.add_column(column)
     for layer in summary["layers"]:
         ops = ", ".join(f"{op} {count}" for op, count in layer["op_counts"].items())
-        table.add_row(layer["path"], str(layer["nodes"]), ops)
+        taken = "generic" if layer["lowering"] == "generic" else summary["lowering"] or "-"
+        table.add_row(layer["path"], taken, str(layer["nodes"]), ops)
     console.print(table)
 
 

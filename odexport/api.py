@@ -159,8 +159,9 @@ class ModuleInspection:
     model: str
     params: int
     recognised: tuple[dict, ...]
-    unrecognised: tuple[dict, ...]
+    unrecognised: tuple[dict, ...]  # what convert refuses: no adapter, and the generic path cannot take it
     undecided: tuple[str, ...] = field(default_factory=tuple)  # layers needing attention_batchnorm
+    generic: tuple[dict, ...] = field(default_factory=tuple)  # no adapter; convert takes the generic path
 
     def to_dict(self) -> dict:
         return stamped(asdict(self))
@@ -168,6 +169,7 @@ class ModuleInspection:
 
 def inspect(
     model: nn.Module | str | Path,
+    example_input: torch.Tensor | None = None,
     *,
     imgsz: str | int | tuple[int, int] = 224,
     arch: str | None = None,
@@ -177,14 +179,16 @@ def inspect(
     """What ``model`` holds, as ``odexport inspect`` shows it; every result has ``to_dict()``.
 
     An nn.Module (or a file holding a whole one): a ModuleInspection, its dynamic convolutions as
-    recognised (path, adapter, attentions, kernels, temperature kept outside the state dict) and the
-    modules that look dynamic but no adapter recognises or confirms (under "adapters", every adapter whose
-    structure a layer has: confirmed or not, with the relative error of its description). A checkpoint of a zoo architecture: a
+    recognised (path, adapter, attentions, kernels, temperature kept outside the state dict; under
+    "adapters", every adapter whose structure a layer has: confirmed or not, with the relative error of its
+    description), those no adapter confirms that the generic path takes (``generic``), and those it
+    refuses (``unrecognised``, with the reason). ``example_input`` [B, C, H, W] is what the generic path is
+    probed with (its batch is not used); default [1, channels of the first convolution, *imgsz*]. A checkpoint of a zoo architecture: a
     CheckpointInspection (what was inferred from the weights, params and MACs at ``imgsz``, each ODConv
     layer). An exported .onnx: an OnnxSummary (lowering, ops, nodes per ODConv layer).
     """
     if isinstance(model, nn.Module):
-        return _inspect_module(model, attention_batchnorm)
+        return _inspect_module(model, attention_batchnorm, example_input, imgsz)
     from .checkpoint import load_checkpoint
     from .inspection import CheckpointInspection, summarize_model, summarize_onnx
 
@@ -198,14 +202,16 @@ def inspect(
         whole = read_module(path, unsafe_pickle=unsafe_pickle)
         if whole is None or arch is not None:
             raise
-        return _inspect_module(whole, attention_batchnorm)
+        return _inspect_module(whole, attention_batchnorm, example_input, imgsz)
     return CheckpointInspection(loaded.arch, loaded.kernel_num, loaded.reduction, loaded.num_classes,
                                 loaded.source_format, loaded.sha256, tuple(loaded.inferred),
                                 summarize_model(loaded.model, size))
 
 
-def _inspect_module(model: nn.Module, attention_batchnorm: str | None) -> ModuleInspection:
+def _inspect_module(model: nn.Module, attention_batchnorm: str | None, example_input: torch.Tensor | None,
+                    imgsz: str | int | tuple[int, int]) -> ModuleInspection:
     from .adapters import AdapterOptions
+    from .generic import probe_generic_path
     from .rewrite import batch_dependent_layers, find_odconv_layers, find_unrecognised_layers
 
     # Listing needs no choice: an undecided batch-1 BatchNorm is listed as such and read as "apply".
@@ -220,10 +226,15 @@ def _inspect_module(model: nn.Module, attention_batchnorm: str | None) -> Module
             record["attention_batchnorm"] = None
         record["adapters"] = [asdict(attempt) for attempt in layer.attempts]
         records.append(record)
+    found = find_unrecognised_layers(model)
+    if found and example_input is None:
+        example_input = torch.zeros(1, resolve_channels(model, None), *parse_imgsz(imgsz))
+    generic, refused = probe_generic_path(model.eval(), found, example_input) if found else ([], [])
     return ModuleInspection(
         model=f"{type(model).__module__}.{type(model).__qualname__}",
         params=sum(p.numel() for p in model.parameters()),
         recognised=tuple(records),
-        unrecognised=tuple(asdict(found) for found in find_unrecognised_layers(model)),
+        unrecognised=tuple(asdict(layer) for layer in refused),
         undecided=tuple(undecided),
+        generic=tuple(layer.record() for layer in generic),
     )

@@ -21,6 +21,7 @@ from .console import Reporter, SilentReporter
 from .convert_options import check_request, convert_options, parse_batch, parse_imgsz
 from .errors import InputError, ParityError
 from .export import OPSET, export_onnx, simplify_onnx
+from .generic import GenericLayer, take_generic_path
 from .input_channels import resolve_channels
 from .inputs import IMAGENET, Preprocessing, for_channels, parity_inputs
 from .lowering import get_lowering
@@ -30,7 +31,7 @@ from .manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER, versions
 from .parity import TOLERANCES, ParityReport, check_parity
 from .precisions import get_precision
 from .reference import reference_runner
-from .rewrite import ODConvLayer, check_recognised, lower_model, odconv_input_shapes, set_temperatures
+from .rewrite import ODConvLayer, find_unrecognised_layers, lower_model, odconv_input_shapes, set_temperatures
 from .runners import TorchRunner
 from .scratch import scratch_directory
 from .targets import FLAT, WriteRequest, get_target
@@ -195,7 +196,7 @@ def convert_model(
         raise InputError(f"lowering {lowering!r} cannot export a dynamic batch",
                          hint="pass --batch N, or choose a lowering with a dynamic batch (decomposed)")
     model = model.eval()
-    check_recognised(model)
+    unrecognised = find_unrecognised_layers(model)  # taken by the generic path in Rewrite, or refused there
     if temperature is not None:
         model = copy.deepcopy(model)  # the caller's model keeps its temperatures
         set_temperatures(model, temperature)
@@ -221,9 +222,11 @@ def convert_model(
         action = "timing candidate lowerings per layer on the target runtime" if lowering == AUTO else lowering
         with reporter.stage("Rewrite", f"lowering ODConv layers ({action})") as stage:
             lowered, layers = lower_model(model, choose, options=options)
+            lowered, generic = take_generic_path(lowered, model, unrecognised, example)
             used = Counter(layer.lowering for layer in layers)
-            stage.result = f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
-        notes = conversion_notes(layers)
+            stage.result = (f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
+                            + (f", {len(generic)} generic" if generic else ""))
+        notes = conversion_notes(layers) + generic_notes(generic)
         for note in notes:
             reporter.info(f"  - {note}")
         semantics = next((layer.attention_batchnorm for layer in layers if layer.attention_batchnorm), None)
@@ -239,6 +242,7 @@ def convert_model(
         metadata = {
             "odexport.lowering": lowering,
             "odexport.odconv_layers": json.dumps([layer.path for layer in layers]),
+            "odexport.generic_layers": json.dumps([layer.path for layer in generic]),
             "odexport.preprocessing": str(preprocessing.to_dict() if preprocessing else None),
             "odexport.version": versions()["odexport"] or "",
             "odexport.precision": precision,
@@ -321,6 +325,7 @@ def convert_model(
             ],
             "preprocessing": preprocessing.to_dict() if preprocessing else None,
             "odconv_layers": [layer_record(layer) | _auto_record(choose, layer.path) for layer in layers],
+            "generic_layers": [layer.record() for layer in generic],
             "versions": versions(),
             "parity": parity.to_dict() if parity else None,
             "quantization": quantization,
@@ -366,6 +371,17 @@ def conversion_notes(layers: list[ODConvLayer]) -> list[str]:
         notes.append(f"temperatures outside the state dict, folded into the attention heads: "
                      f"{', '.join(f'{t:g}' for t in temperatures)}")
     return notes
+
+
+def generic_notes(generic: list[GenericLayer]) -> list[str]:
+    """What the user should know about layers that took the generic path."""
+    if not generic:
+        return []
+    paths = [layer.path for layer in generic]
+    return [f"{len(paths)} layer(s) no adapter describes ({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''}) "
+            "exported by the generic path: traced as they are, with each batch-folding convolution written per "
+            "sample (exact at any batch; no lowering or BatchNorm folding applies; slower than an adapter's, "
+            "docs/adapters.md)"]
 
 
 def _timing_context(target, precision: str) -> TimingContext:

@@ -127,9 +127,12 @@ def onnx_scope(path: str) -> str:
 
 @dataclass(frozen=True)
 class OnnxLayerNodes:
+    """lowering: "generic" for a layer exported by the generic path, None for a lowered ODConv layer."""
+
     path: str
     nodes: int
     op_counts: dict[str, int]
+    lowering: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,13 +170,14 @@ def summarize_onnx(path) -> OnnxSummary:
         raise InputError(f"{path}: not a readable ONNX file ({type(error).__name__})",
                          hint="pass a .onnx file written by odexport or torch.onnx.export") from None
     metadata = {prop.key: prop.value for prop in model.metadata_props}
-    layer_paths = json.loads(metadata.get("odexport.odconv_layers", "[]"))
+    layer_paths = [(path, None) for path in json.loads(metadata.get("odexport.odconv_layers", "[]"))]
+    layer_paths += [(path, "generic") for path in json.loads(metadata.get("odexport.generic_layers", "[]"))]
     nodes = list(model.graph.node)
     layers = []
-    for layer_path in layer_paths:
+    for layer_path, lowering in layer_paths:
         scope = onnx_scope(layer_path)
         ops = Counter(node.op_type for node in nodes if node.name.startswith(scope))
-        layers.append(OnnxLayerNodes(layer_path, sum(ops.values()), dict(sorted(ops.items()))))
+        layers.append(OnnxLayerNodes(layer_path, sum(ops.values()), dict(sorted(ops.items())), lowering))
     default_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     return OnnxSummary(
         lowering=metadata.get("odexport.lowering"),

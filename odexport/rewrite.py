@@ -157,20 +157,6 @@ def set_temperatures(model: nn.Module, value: float) -> list[str]:
     return paths
 
 
-def check_recognised(model: nn.Module) -> None:
-    """InputError when a module looks like a dynamic convolution that no adapter recognises (or whose
-    forward no adapter's description reproduces)."""
-    found = find_unrecognised_layers(model)
-    if found:
-        first = found[0]
-        raise InputError(
-            f"{len(found)} module(s) look like a dynamic convolution that no odexport adapter recognises: "
-            f"{first.path} ({first.type}) {first.reason}; exporting it as traced would bake in the example's "
-            "batch and branch",
-            hint="write an adapter (matches + describe -> ODConvSpec) and register it with "
-                 "odexport.adapters.register_adapter: see docs/adapters.md")
-
-
 class _LeafTracer(torch.fx.Tracer):
     """Traces a model's wiring without entering ODConv layers."""
 

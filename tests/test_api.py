@@ -20,7 +20,7 @@ from variants import randomize
 from variants.detection import TinyDetector
 from variants.dyconv import Dynamic_conv2d
 from variants.linear_heads import LinearHeadODConv
-from variants.unrecognised import NetWithUnknownDynamicConv
+from variants.unrecognised import NetWithSampleLoopConv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,11 +149,11 @@ def test_inputs_that_are_not_rgb_or_grey_images_use_random_parity_inputs(tmp_pat
     assert report.passed and report.samples == {"random": 6}
 
 
-def test_an_unrecognised_dynamic_convolution_is_an_error_with_a_hint(tmp_path):
-    model = NetWithUnknownDynamicConv().eval()
+def test_an_unrecognised_dynamic_convolution_the_generic_path_cannot_take_is_an_error_with_a_hint(tmp_path):
+    model = NetWithSampleLoopConv().eval()
     found = odexport.inspect(model)
-    assert found.recognised == () and [u["path"] for u in found.unrecognised] == ["mix"]
-    with pytest.raises(InputError, match="no odexport adapter recognises: mix") as error:
+    assert found.recognised == () and found.generic == () and [u["path"] for u in found.unrecognised] == ["mix"]
+    with pytest.raises(InputError, match="generic path cannot export with a dynamic batch: mix") as error:
         odexport.convert(model, torch.randn(1, 3, 16, 16), target="onnx", output=tmp_path / "out")
     assert "docs/adapters.md" in error.value.hint
     assert not (tmp_path / "out").exists()

@@ -227,15 +227,15 @@ def test_inspect_and_convert_a_pickled_module_outside_the_zoo(tmp_path):
     assert manifest["parity"]["passed"] and [o["name"] for o in manifest["outputs"]] == ["p4.0", "p4.1", "p8"]
 
 
-def test_an_unrecognised_dynamic_convolution_exits_2_with_a_hint(tmp_path):
-    from variants.unrecognised import NetWithUnknownDynamicConv
+def test_an_unrecognised_dynamic_convolution_the_generic_path_cannot_take_exits_2_with_a_hint(tmp_path):
+    from variants.unrecognised import NetWithSampleLoopConv
 
     path = tmp_path / "unknown.pt"
-    torch.save(NetWithUnknownDynamicConv(), path)
-    listed = run_cli("inspect", path, "--unsafe-pickle")
-    assert listed.exit_code == 0 and "1 not recognised" in listed.stdout and "MixtureConv" in listed.stdout
+    torch.save(NetWithSampleLoopConv(), path)
+    listed = run_cli("inspect", path, "--unsafe-pickle", "--imgsz", "16")
+    assert listed.exit_code == 0 and "1 not recognised" in listed.stdout and "SampleLoopConv" in listed.stdout
     result = run_cli("convert", path, "--unsafe-pickle", "--imgsz", "16", "-o", tmp_path / "out")
-    assert_clean_error(result, 2, "no odexport adapter recognises: mix", "docs/adapters.md")
+    assert_clean_error(result, 2, "generic path cannot export with a dynamic batch: mix", "docs/adapters.md")
     assert not (tmp_path / "out").exists()
 
 
