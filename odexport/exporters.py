@@ -100,22 +100,31 @@ def _export_torchscript(trace: Trace) -> onnx.ModelProto:
 
 def _export_dynamo(trace: Trace) -> onnx.ModelProto:
     from .lowering.registry import dynamo_translations
-    from .module_names import name_nodes_by_module
+    from .module_names import name_input_dims, name_nodes_by_module
 
     example = trace.example
     if trace.dynamic_batch and example.shape[0] == 1:
         # torch.export makes a dimension of size 1 a constant: a symbolic batch needs a traced batch of 2.
         example = example.repeat(2, 1, 1, 1)
-    axes = {0: torch.export.Dim("batch")} if trace.dynamic_batch else {}
+    names = {0: "batch"} if trace.dynamic_batch else {}
     if trace.dynamic_size:
-        axes |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+        names |= {2: "height", 3: "width"}
+    # Dim.DYNAMIC, not Dim("height"): a named Dim must take every size, and a 7x7 kernel without padding
+    # needs height >= 7. The sizes get their names after the export.
+    axes = {axis: torch.export.Dim.DYNAMIC for axis in names}
     with _quiet_exporter():
         program = torch.onnx.export(trace.module, (example,), dynamo=True, opset_version=trace.opset,
                                     input_names=[INPUT_NAME], output_names=list(trace.output_names),
                                     dynamic_shapes=(axes,) if axes else None, verbose=False, optimize=True,
                                     custom_translation_table=dynamo_translations())
     model = program.model_proto
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    fixed = [name for axis, name in names.items() if not dims[axis].dim_param]
+    if fixed:  # Dim.DYNAMIC turns a size the code depends on into a constant without a word
+        raise ValueError(f"torch.export made the input's {' and '.join(fixed)} a constant: the model's code "
+                         f"depends on it")
     name_nodes_by_module(model)
+    name_input_dims(model, names)
     return model
 
 

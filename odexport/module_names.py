@@ -1,4 +1,5 @@
-"""Node and tensor names scoped by module path, for graphs written by the torch.export-based exporter.
+"""Node, tensor and dimension names for graphs written by the torch.export-based exporter, as the
+TorchScript exporter writes them.
 
 The TorchScript exporter names a node after the module that produced it (``/layer3/layer3.0/conv1/Conv``)
 and its outputs after the node (``/layer3/layer3.0/conv1/Conv_output_0``); inspect, verify's layer
@@ -20,6 +21,7 @@ import onnx
 from .inspection import onnx_scope
 
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+_SYMBOL = re.compile(r"\b(s\d+)\b")  # torch.export's names for symbolic sizes: s0, s77
 # A module called again in one forward gets "@1", "@2" appended to its path in the metadata.
 _REPEAT = re.compile(r"@\d+$")
 
@@ -56,3 +58,15 @@ def name_nodes_by_module(model: onnx.ModelProto) -> None:
         node.output[:] = [renamed.get(tensor, tensor) for tensor in node.output]
     for value in graph.value_info:
         value.name = renamed.get(value.name, value.name)
+
+
+def name_input_dims(model: onnx.ModelProto, names: dict[int, str]) -> None:
+    """Give the symbolic dims of the first input the names in ``names`` ({axis: "batch"}), everywhere:
+    torch.export names them s0, s77, and a shape downstream is an expression of them ("((s16 - 7)//2) + 1")."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    renamed = {dims[axis].dim_param: name for axis, name in names.items() if dims[axis].dim_param}
+    graph = model.graph
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = _SYMBOL.sub(lambda match: renamed.get(match.group(1), match.group(1)), dim.dim_param)
