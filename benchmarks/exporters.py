@@ -1,7 +1,8 @@
 """The two PyTorch ONNX exporters on zoo models: parity, dynamic batch, export time, graph size, artifact
 latency, and whether verify's layer localisation still finds module outputs.
 
-    .venv/bin/python benchmarks/exporters.py [--archs od_resnet18 od_mobilenetv2_100] [--rounds 15]
+    .venv/bin/python benchmarks/exporters.py [--archs od_resnet18 od_mobilenetv2_100] [--rounds 15] [--output NAME]
+    .venv/bin/python benchmarks/exporters.py --render a.json b.json   # one table from runs made apart
 
 Each model (seeded random weights, kernel_num 4, 224x224, lowering decomposed, dynamic batch, simplified
 as convert does) is converted to ONNX by each exporter with convert's own parity check (batches 1 and 3),
@@ -171,7 +172,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--export-repeats", type=int, default=2)
+    parser.add_argument("--output", default="exporters", help="results file name, without suffix")
+    parser.add_argument("--render", nargs="+", type=Path, help="render these results .json files as one .md")
     args = parser.parse_args()
+    if args.render:
+        runs = [json.loads(path.read_text()) for path in args.render]
+        context = runs[0]["context"] | {"command": "` and `".join(run["context"]["command"] for run in runs)}
+        for key in ("rounds", "runs"):  # runs made apart may have measured more or less
+            context[key] = " / ".join(dict.fromkeys(str(run["context"][key]) for run in runs))
+        rows = [row for run in runs for row in run["rows"]]
+        (RESULTS / f"{args.output}.md").write_text(render(rows, context))
+        print((RESULTS / f"{args.output}.md").read_text())
+        return
 
     import onnxscript
 
@@ -185,9 +197,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="odexport-exporters-") as tmp:
         for arch in args.archs:
             rows.append(measure(arch, args, Path(tmp)))
-            (RESULTS / "exporters.json").write_text(json.dumps({"context": context, "rows": rows}, indent=2) + "\n")
-    (RESULTS / "exporters.md").write_text(render(rows, context))
-    print((RESULTS / "exporters.md").read_text())
+            (RESULTS / f"{args.output}.json").write_text(json.dumps({"context": context, "rows": rows}, indent=2) + "\n")
+    (RESULTS / f"{args.output}.md").write_text(render(rows, context))
+    print((RESULTS / f"{args.output}.md").read_text())
 
 
 if __name__ == "__main__":
