@@ -2,9 +2,9 @@
 
 The node takes the layer's folded parameters (the ODConvSpec tensors) as inputs and its hyper-parameters
 as attributes, so a graph viewer shows one node per layer. ``finalize_onnx`` attaches one model-local
-function, ``ODConv2d``, whose body is standard opset-17 ops generic over every shape and attribute: ONNX
-Runtime runs it with no plugin, ``onnx.inliner`` expands it for any other runtime, and OpenVINO gets a
-conversion extension (odexport.openvino_extension). The node's specification is docs/custom-op.md.
+function, ``ODConv2d``, whose body is standard ops (at the model's opset, 17 or later) generic over
+every shape and attribute: ONNX Runtime runs it with no plugin, ``onnx.inliner`` expands it for any
+other runtime, and OpenVINO gets a conversion extension (odexport.openvino_extension). The node's specification is docs/custom-op.md.
 """
 
 from __future__ import annotations
