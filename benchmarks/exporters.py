@@ -89,7 +89,7 @@ def interleaved_latency(files: dict[str, Path], size: int, rounds: int, runs: in
     """{runtime: {exporter: median ms, "dynamo / torchscript": median of the per-round ratios}}."""
     feed = {"input": np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)}
     makers = {"onnxruntime": lambda f: OnnxRuntimeRunner(f, threads=threads),
-              "openvino f32": lambda f: OpenVINORunner(f, precision="fp32", threads=threads)}
+              "openvino f32": lambda f: OpenVINORunner(f, precision="f32", threads=threads)}
     results = {}
     for runtime, make in makers.items():
         runners = {exporter: make(path) for exporter, path in files.items()}
