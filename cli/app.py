@@ -107,6 +107,8 @@ def convert(
     layout: Annotated[str, typer.Option("--layout", help="flat, or ovms (openvino: an OpenVINO Model Server repository <name>/1/model.xml).")] = "flat",
     temperature: TemperatureOpt = None,
     attention_batchnorm: AttentionBatchnormOpt = None,
+    exporter: Annotated[Optional[str], typer.Option("--exporter", help="PyTorch's ONNX exporter: torchscript (torch.onnx.export(dynamo=False)) or dynamo (torch.export-based). [default: torchscript, see docs/exporters.md]")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset: 17-20 with torchscript, 18-23 with dynamo. [default: the exporter's lowest]")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Convert a checkpoint (or a file holding a whole module) to a deployable artifact and check it
@@ -119,7 +121,8 @@ def convert(
             checkpoint, target=target, output=output, imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
             precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
-            temperature=temperature, attention_batchnorm=attention_batchnorm, reporter=ConsoleReporter(),
+            temperature=temperature, attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,
+            reporter=ConsoleReporter(),
         )
         render.conversion(stdout, result)
 

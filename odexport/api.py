@@ -46,6 +46,8 @@ def convert(
     verify: bool = True,
     temperature: float | None = None,
     attention_batchnorm: str | None = None,
+    exporter: str | None = None,
+    opset: int | None = None,
     preprocessing: Preprocessing | None = IMAGENET,
     imgsz: str | int | tuple[int, int] = 224,
     channels: int | None = None,
@@ -61,6 +63,8 @@ def convert(
     output: the artifact directory [default: <class name or checkpoint stem>_<target>].
     temperature: sets the temperature of every recognised layer that keeps one outside the state dict.
     attention_batchnorm: "apply" | "skip", for variants that skip their attention BatchNorm at batch 1.
+    exporter: "torchscript" | "dynamo", PyTorch's ONNX exporter to use; opset: the ONNX opset, within that
+    exporter's range (both recorded in the manifest; docs/exporters.md).
     preprocessing: what a 3-channel input expects (photographs join the parity inputs; in grey for a
     1-channel input); None for a model that does not take normalised images.
     channels: the input's channels, checked against the model's first convolution (read from it when
@@ -77,8 +81,8 @@ def convert(
                                       unsafe_pickle=unsafe_pickle, verify=verify,
                                       precision=precision, calibration=calibration,
                                       calibration_size=calibration_size, layout=layout, temperature=temperature,
-                                      attention_batchnorm=attention_batchnorm,
-                                      reporter=reporter)
+                                      attention_batchnorm=attention_batchnorm, exporter=exporter,
+                                      opset=opset, reporter=reporter)
         except UnknownArchitectureError:
             # Not a zoo model: a file holding the whole module is converted as that module.
             whole = read_module(path, unsafe_pickle=unsafe_pickle)
@@ -110,8 +114,8 @@ def convert(
                          precision=precision, calibration=calibration, calibration_size=calibration_size,
                          layout=layout, channels=channels,
                          example_input=example_input, temperature=temperature,
-                         attention_batchnorm=attention_batchnorm, reporter=reporter,
-                         source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})
+                         attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,
+                         reporter=reporter, source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})
 
 
 def verify(

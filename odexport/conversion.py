@@ -20,7 +20,8 @@ from .checkpoint import load_checkpoint
 from .console import Reporter, SilentReporter
 from .convert_options import check_request, convert_options, parse_batch, parse_imgsz
 from .errors import InputError, ParityError
-from .export import OPSET, export_onnx, simplify_onnx
+from .export import export_onnx, simplify_onnx
+from .exporters import ExportOptions, export_options
 from .generic import GenericLayer, take_generic_path
 from .input_channels import resolve_channels
 from .inputs import IMAGENET, Preprocessing, for_channels, parity_inputs
@@ -78,6 +79,8 @@ def convert_checkpoint(
     layout: str = FLAT,
     temperature: float | None = None,
     attention_batchnorm: str | None = None,
+    exporter: str | None = None,
+    opset: int | None = None,
     reporter: Reporter | None = None,
 ) -> ConversionResult:
     """Convert an official-format ODConv checkpoint (or a state dict, or a TorchScript archive)."""
@@ -89,6 +92,7 @@ def convert_checkpoint(
                               attention_batchnorm=attention_batchnorm)
     for note in options.notes:
         reporter.info(note)
+    export_options(exporter, opset)  # refused before the checkpoint is read
     with reporter.stage("Load", f"reading {checkpoint}") as stage:
         loaded = load_checkpoint(checkpoint, arch=arch, unsafe_pickle=unsafe_pickle)
         stage.result = f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"
@@ -125,6 +129,8 @@ def convert_checkpoint(
         layout=options.layout,
         temperature=options.temperature,
         attention_batchnorm=options.attention_batchnorm,
+        exporter=exporter,
+        opset=opset,
         reporter=reporter,
         source=source,
         model_info=model_info,
@@ -151,6 +157,8 @@ def convert_model(
     example_input: torch.Tensor | None = None,
     temperature: float | None = None,
     attention_batchnorm: str | None = None,
+    exporter: str | None = None,
+    opset: int | None = None,
     reporter: Reporter | None = None,
     source: dict | None = None,
     model_info: dict | None = None,
@@ -171,6 +179,8 @@ def convert_model(
     temperature: sets every recognised layer's temperature kept outside the state dict.
     attention_batchnorm: "apply" or "skip", the eval behaviour to export for layers whose attention
     BatchNorm is skipped at batch 1 (required when the model has such layers; PyTorch parity follows it).
+    exporter: "torchscript" or "dynamo" (odexport.exporters) [default: DEFAULT_EXPORTER]; opset: the ONNX
+    opset, within the exporter's range [default: the lowest it supports].
     """
     reporter = reporter or SilentReporter()
     if example_input is not None:
@@ -188,6 +198,7 @@ def convert_model(
     options = AdapterOptions(attention_batchnorm)
     chosen_target = get_target(target)
     check_request(chosen_target, precision, layout, calibration)
+    export = export_options(exporter, opset)
     single = None if lowering == AUTO else get_lowering(lowering)
     if batch is None:
         batch = "dynamic" if single is None or single.dynamic_batch else 1
@@ -212,8 +223,8 @@ def convert_model(
         choose = MeasuredChooser(
             # Input shapes cost a forward pass; with one candidate there is nothing to time.
             odconv_input_shapes(model, example) if max(len(candidates), len(depthwise_candidates)) > 1 else {},
-            _timing_context(chosen_target, precision), chosen_target.timing_runner(precision), candidates,
-            reporter=reporter, depthwise_candidates=depthwise_candidates,
+            _timing_context(chosen_target, precision, export), chosen_target.timing_runner(precision), candidates,
+            reporter=reporter, depthwise_candidates=depthwise_candidates, export_options=export,
         )
     else:
         choose = layer_chooser(lowering)
@@ -226,14 +237,16 @@ def convert_model(
             used = Counter(layer.lowering for layer in layers)
             stage.result = (f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
                             + (f", {len(generic)} generic" if generic else ""))
-        notes = conversion_notes(layers) + generic_notes(generic)
+        notes = conversion_notes(layers) + generic_notes(generic) + ([export.note] if export.note else [])
         for note in notes:
             reporter.info(f"  - {note}")
         semantics = next((layer.attention_batchnorm for layer in layers if layer.attention_batchnorm), None)
         with reporter.stage("ONNX", f"exporting at {size[0]}x{size[1]}, batch {fixed_batch or 'dynamic'}") as stage:
             graph = export_onnx(lowered, Path(work) / "model.onnx", example, dynamic_batch=fixed_batch is None,
-                                dynamic_size=dynamic_size, finalize=single.finalize_onnx if single else None)
-            stage.result = f"opset {OPSET}, input {list(graph.input_shape)}, {graph.node_count} nodes"
+                                dynamic_size=dynamic_size, finalize=single.finalize_onnx if single else None,
+                                options=export)
+            stage.result = (f"{export.exporter} exporter, opset {export.opset}, input {list(graph.input_shape)}, "
+                            f"{graph.node_count} nodes")
         if simplify:
             with reporter.stage("ONNX", "simplifying with onnxsim") as stage:
                 before = graph.node_count
@@ -241,6 +254,7 @@ def convert_model(
                 stage.result = f"{before} -> {graph.node_count} nodes"
         metadata = {
             "odexport.lowering": lowering,
+            "odexport.exporter": export.exporter,
             "odexport.odconv_layers": json.dumps([layer.path for layer in layers]),
             "odexport.generic_layers": json.dumps([layer.path for layer in generic]),
             "odexport.preprocessing": str(preprocessing.to_dict() if preprocessing else None),
@@ -309,6 +323,7 @@ def convert_model(
             "target": chosen_target.name,
             "runs_on": list(chosen_target.runs_on) if chosen_target.runs_on else None,
             "lowering": lowering,
+            "export": {"exporter": export.exporter, "opset": export.opset},
             "precision": precision,
             "layout": layout,
             "simplified": simplify,
@@ -384,8 +399,9 @@ def generic_notes(generic: list[GenericLayer]) -> list[str]:
             "docs/adapters.md)"]
 
 
-def _timing_context(target, precision: str) -> TimingContext:
-    """Where `auto`'s timings hold: the target's runtime and version, its precision, threads, the CPU."""
+def _timing_context(target, precision: str, export: ExportOptions) -> TimingContext:
+    """Where `auto`'s timings hold: the target's runtime and version, its precision, threads, the CPU, and
+    the exporter that writes the graphs timed."""
     import importlib.metadata
     import os
 
@@ -394,7 +410,7 @@ def _timing_context(target, precision: str) -> TimingContext:
         version = importlib.metadata.version(runtime)
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return TimingContext(runtime, version, precision, os.cpu_count() or 1, cpu_model())
+    return TimingContext(runtime, version, precision, os.cpu_count() or 1, cpu_model(), export.exporter)
 
 
 def _auto_record(choose, path: str) -> dict:

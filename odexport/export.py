@@ -1,9 +1,7 @@
-"""Trace a (lowered) PyTorch module into an ONNX file with symbolic batch and, optionally, size."""
+"""Export a (lowered) PyTorch module to an ONNX file with symbolic batch and, optionally, size, through\neither of PyTorch's exporters (odexport.exporters)."""
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,9 +11,7 @@ import torch
 from torch import nn
 
 from .errors import ExportError
-
-OPSET = 17
-INPUT_NAME = "input"
+from .exporters import ExportOptions, Trace, export_options, run_exporter
 
 
 @dataclass(frozen=True)
@@ -51,50 +47,31 @@ def export_onnx(
     dynamic_size: bool = False,
     output_names: tuple[str, ...] | None = None,
     finalize: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
+    options: ExportOptions | None = None,
 ) -> ExportedGraph:
     """Export ``module`` traced on ``example`` ([B, C, H, W]) to ``path``; returns what the graph exposes.
 
     finalize: a rewrite of the traced ONNX model applied before it is checked and saved (a lowering's
-    ``finalize_onnx``).
+    ``finalize_onnx``). options: the exporter and opset [default: export_options()].
     """
     from .runners import flatten_outputs
 
+    options = options or export_options()
     module = module.eval()
     with torch.no_grad():
         flat = flatten_outputs(module(example))
     if output_names is None:
         output_names = default_output_names([path for path, _ in flat])
-
-    input_axes: dict[int, str] = {0: "batch"} if dynamic_batch else {}
-    if dynamic_size:
-        input_axes |= {2: "height", 3: "width"}
-    dynamic_axes = {INPUT_NAME: input_axes} if input_axes else {}
-    if dynamic_batch:
-        dynamic_axes |= {name: {0: "batch"} for name in output_names}
-    buffer = io.BytesIO()
+    trace = Trace(module, example, tuple(output_names), dynamic_batch, dynamic_size, options.opset)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript exporter: deprecated upstream but still shipped, ~20x faster than the
-            # torch.export one on these models, and its traces of our lowerings keep shapes symbolic.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (example,),
-                buffer,
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=[INPUT_NAME],
-                output_names=list(output_names),
-                dynamic_axes=dynamic_axes or None,
-                do_constant_folding=True,
-            )
-    except Exception as error:  # the exporter raises many unrelated types
+        model = run_exporter(options, trace)
+    except Exception as error:  # the exporters raise many unrelated types
         raise ExportError(
-            f"torch.onnx.export failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-            hint="rerun with --debug for the traceback and report it with the model",
+            f"torch.onnx.export ({options.exporter}) failed: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}",
+            hint="rerun with --debug for the traceback and report it with the model; another --exporter may work",
         ) from error
 
-    model = onnx.load_from_string(buffer.getvalue())
     if finalize is not None:
         model = finalize(model)
     model.producer_name = "odexport"

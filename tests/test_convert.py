@@ -125,3 +125,13 @@ def test_a_reference_that_is_not_finite_is_reported_as_bad_input(tmp_path):
     with pytest.raises(InputError, match="non-finite outputs"):
         convert_model(model, target="onnx", output=tmp_path / "out", imgsz=32)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_through_the_torch_export_based_exporter_at_a_later_opset(official_checkpoint, tmp_path):
+    checkpoint = official_checkpoint("od_mobilenetv2_050", kernel_num=4)
+    result = convert_checkpoint(checkpoint, target="openvino", output=tmp_path / "out", imgsz=IMGSZ,
+                                exporter="dynamo", opset=20)
+    assert result.parity.passed and result.parity.batch_sizes == (1, 3), result.parity.summary()
+    assert result.manifest["export"] == {"exporter": "dynamo", "opset": 20}
+    assert result.manifest["inputs"] == [{"name": "input", "shape": ["batch", 3, IMGSZ, IMGSZ], "dtype": "float32"}]
+    assert result.manifest["outputs"] == [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}]

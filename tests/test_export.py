@@ -1,4 +1,4 @@
-"""Graph hygiene and dynamic shapes of exported artifacts, for every lowering."""
+"""Graph hygiene and dynamic shapes of exported artifacts, for every lowering through each exporter."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from odexport.conversion import convert_model
 from odexport.export import export_onnx
+from odexport.exporters import EXPORTERS
 from odexport.inspection import summarize_onnx
 from odexport.lowering import get_lowering, list_lowerings
 from odexport.models import list_models
@@ -24,23 +25,30 @@ def small_model():
     return tiny_od_net()
 
 
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
 @pytest.mark.parametrize("lowering", list_lowerings())
-def test_exported_graph_passes_checker_and_strict_shape_inference(small_model, tmp_path, lowering):
+def test_exported_graph_passes_checker_and_strict_shape_inference(small_model, tmp_path, lowering, exporter):
     result = convert_model(small_model, target="onnx", output=tmp_path / "out", imgsz=32, lowering=lowering,
-                           verify=False)
+                           verify=False, exporter=exporter)
     model = onnx.load(result.model_file)
     onnx.checker.check_model(model, full_check=True)
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert opset == EXPORTERS[exporter].opsets[0] == result.manifest["export"]["opset"]
+    assert result.manifest["export"]["exporter"] == exporter
+    assert [o.name for o in model.graph.output] == ["logits"]
     summary = summarize_onnx(result.model_file)
     assert summary.lowering == lowering
     assert len(summary.layers) == 3
+    # Nodes are named by module path whichever exporter wrote them, and carry no per-node metadata.
     assert all(layer.nodes > 0 for layer in summary.layers)
+    assert not any(node.metadata_props for node in model.graph.node)
 
 
-def test_export_is_byte_identical_when_repeated(small_model, tmp_path):
-    first = convert_model(small_model, target="onnx", output=tmp_path / "a", imgsz=32, verify=False)
-    second = convert_model(small_model, target="onnx", output=tmp_path / "b", imgsz=32, verify=False)
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
+def test_export_is_byte_identical_when_repeated(small_model, tmp_path, exporter):
+    first = convert_model(small_model, target="onnx", output=tmp_path / "a", imgsz=32, verify=False, exporter=exporter)
+    second = convert_model(small_model, target="onnx", output=tmp_path / "b", imgsz=32, verify=False, exporter=exporter)
     assert first.model_file.read_bytes() == second.model_file.read_bytes()
     manifest_a = json.loads((first.output_dir / "manifest.json").read_text())
     manifest_b = json.loads((second.output_dir / "manifest.json").read_text())
@@ -55,10 +63,11 @@ def test_simplification_keeps_parity_and_shrinks_the_graph(small_model, tmp_path
     assert simple.manifest["simplified"] is True and plain.manifest["simplified"] is False
 
 
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
 @pytest.mark.parametrize("lowering", [name for name in list_lowerings() if get_lowering(name).dynamic_batch])
-def test_one_artifact_serves_batches_1_3_8_at_two_sizes_in_both_runtimes(small_model, tmp_path, lowering):
+def test_one_artifact_serves_batches_1_3_8_at_two_sizes_in_both_runtimes(small_model, tmp_path, lowering, exporter):
     result = convert_model(small_model, target="onnx", output=tmp_path / "out", imgsz=40, dynamic_size=True,
-                           lowering=lowering)
+                           lowering=lowering, exporter=exporter)
     assert result.manifest["inputs"][0]["shape"] == ["batch", 3, "height", "width"]
     assert len(result.parity.input_shapes) == 2
     runners = [OnnxRuntimeRunner(result.model_file), OpenVINORunner(result.model_file)]

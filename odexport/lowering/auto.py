@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from ..console import Reporter, SilentReporter
+from ..exporters import ExportOptions
 from ..odconv import ODConvSpec
 from .registry import Lowering, get_lowering, list_lowerings
 from .tuning import LayerTiming, TimingCache, TimingContext, choose_fastest, layer_signature, time_layer
@@ -66,6 +67,7 @@ class MeasuredChooser:
     # --archs od_mobilenetv2_100 --precisions fp32 int8`: 1x int8 at 20x its int8 twin with every layer
     # decomposed, 4.6x with depthwise layers float).
     depthwise_candidates: list[Lowering] = field(default_factory=list)
+    export_options: ExportOptions | None = None  # the timed graphs are exported as the model is
 
     def candidates_for(self, layer: LayerLike) -> list[Lowering]:
         return self.depthwise_candidates if self.depthwise_candidates and is_depthwise(layer.spec) else self.candidates
@@ -79,7 +81,7 @@ class MeasuredChooser:
         timings = self.cache.get(self.context, signature)
         cached = timings is not None and all(c.name in timings for c in candidates)
         if not cached:
-            timings = time_layer(layer.spec, shape, candidates, self.make_runner)
+            timings = time_layer(layer.spec, shape, candidates, self.make_runner, self.export_options)
             self.cache.put(self.context, signature, timings)
             self.cache.save()  # after each layer: an interrupted conversion keeps what it measured
         timings = {c.name: timings[c.name] for c in candidates}

@@ -2,9 +2,9 @@
 
 The node takes the layer's folded parameters (the ODConvSpec tensors) as inputs and its hyper-parameters
 as attributes, so a graph viewer shows one node per layer. ``finalize_onnx`` attaches one model-local
-function, ``ODConv2d``, whose body is standard opset-17 ops generic over every shape and attribute: ONNX
-Runtime runs it with no plugin, ``onnx.inliner`` expands it for any other runtime, and OpenVINO gets a
-conversion extension (odexport.openvino_extension). The node's specification is docs/custom-op.md.
+function, ``ODConv2d``, whose body is standard ops (at the model's opset, 17 or later) generic over
+every shape and attribute: ONNX Runtime runs it with no plugin, ``onnx.inliner`` expands it for any
+other runtime, and OpenVINO gets a conversion extension (odexport.openvino_extension). The node's specification is docs/custom-op.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DOMAIN = "ai.odexport"
 OP_TYPE = "ODConv2d"
 # Version 2 added the optional kernel_activation attribute (docs/custom-op.md: "Versions").
 DOMAIN_VERSION = 2
-FUNCTION_OPSET = 17
+FUNCTION_OPSET = 17  # the lowest; a model at a later opset gets a body at its own
 # bias and kernel_bias are optional; a node with a kernel_bias always has a bias (zeros when the layer has none).
 INPUTS = ("x", "weight", "fc_weight", "fc_bias", "head_weight", "head_bias", "bias", "kernel_bias")
 OUTPUTS = ("y",)
@@ -73,7 +73,8 @@ def folded_weight_and_bias(spec: ODConvSpec) -> tuple[Tensor, Tensor | None, Ten
 
 
 class _ODConv2dOp(torch.autograd.Function):
-    """Eager: the reference formula. Traced by the TorchScript exporter: one ODConv2d node."""
+    """Eager: the reference formula. Traced by the TorchScript exporter: one ODConv2d node (the
+    torch.export-based exporter takes odconv2d_operator instead)."""
 
     @staticmethod
     def forward(ctx, x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias, spec):
@@ -107,8 +108,64 @@ class CustomOpODConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, C_in, H, W] -> [B, C_out, H_out, W_out]"""
-        return _ODConv2dOp.apply(x, self.weight, self.fc_weight, self.fc_bias, self.head_weight, self.head_bias,
-                                 self.bias, self.kernel_bias, self.spec)
+        tensors = (x, self.weight, self.fc_weight, self.fc_bias, self.head_weight, self.head_bias, self.bias,
+                   self.kernel_bias)
+        if torch.compiler.is_exporting():  # torch.export: an operator it keeps whole (translated below)
+            attributes = {name: DEFAULTS.get(name) for name in ATTRIBUTES} | node_attributes(self.spec)
+            return torch.ops.odexport.odconv2d(*tensors, *(attributes[name] for name in ATTRIBUTES))
+        return _ODConv2dOp.apply(*tensors, self.spec)
+
+
+# For the torch.export-based exporter: ODConv2d as a torch operator (inputs and attributes as the node has
+# them), which the export keeps as one call, and an onnxscript translation writing that call as the node.
+@torch.library.custom_op("odexport::odconv2d", mutates_args=())
+def odconv2d_operator(x: Tensor, weight: Tensor, fc_weight: Tensor, fc_bias: Tensor, head_weight: Tensor,
+                      head_bias: Tensor, bias: Tensor | None, kernel_bias: Tensor | None, strides: list[int],
+                      pads: list[int], dilations: list[int], group: int, kernel_num: int, head_sizes: list[int],
+                      kernel_activation: int) -> Tensor:
+    """The node's semantics (docs/custom-op.md) on its inputs and attributes."""
+    n, out_channels, per_group, k, _ = weight.shape
+    activation = next(name for name, code in KERNEL_ACTIVATION_CODES.items() if code == kernel_activation)
+    spec = ODConvSpec(per_group * group, out_channels, k, tuple(strides), (pads[0], pads[1]), tuple(dilations),
+                      group, n, weight, fc_weight, fc_bias, head_weight, head_bias, tuple(head_sizes),
+                      out_bias=bias, kernel_bias=kernel_bias, kernel_activation=activation)
+    return reference_forward(spec, x)
+
+
+@odconv2d_operator.register_fake
+def _odconv2d_shape(x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias, strides, pads,
+                    dilations, group, kernel_num, head_sizes, kernel_activation) -> Tensor:
+    """[B, O, H_out, W_out], sizes as Conv computes them (B, H and W may be symbolic)."""
+    k = weight.shape[-1]
+    height, width = ((x.shape[2 + i] + pads[i] + pads[2 + i] - dilations[i] * (k - 1) - 1) // strides[i] + 1
+                     for i in (0, 1))
+    return x.new_empty(x.shape[0], weight.shape[1], height, width)
+
+
+def node_schema():
+    """The ONNX schema of ODConv2d, which onnxscript needs to write a node of it (not registered globally:
+    ONNX's shape inference would then prefer it to the model's function body)."""
+    from onnx.defs import OpSchema
+
+    optional = OpSchema.FormalParameterOption.Optional
+    inputs = [OpSchema.FormalParameter(name, "T", param_option=optional if name in ("bias", "kernel_bias")
+                                       else OpSchema.FormalParameterOption.Single) for name in INPUTS]
+    types = {_INTS: OpSchema.AttrType.INTS, _INT: OpSchema.AttrType.INT}
+    attributes = [OpSchema.Attribute(name, types[kind], required=name not in DEFAULTS) for name, kind in ATTRIBUTES.items()]
+    return OpSchema(OP_TYPE, DOMAIN, DOMAIN_VERSION, inputs=inputs, outputs=[OpSchema.FormalParameter("y", "T")],
+                    type_constraints=[("T", ["tensor(float)"], "")], attributes=attributes)
+
+
+def translate_odconv2d(x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias, strides, pads,
+                       dilations, group, kernel_num, head_sizes, kernel_activation):
+    """onnxscript: the operator call as one ai.odexport::ODConv2d node, attributes as node_attributes writes them."""
+    from onnxscript.values import Op, Opset
+
+    inputs = [x, weight, fc_weight, fc_bias, head_weight, head_bias] + [t for t in (bias, kernel_bias) if t is not None]
+    attributes = {"strides": strides, "pads": pads, "dilations": dilations, "group": group,
+                  "kernel_num": kernel_num, "head_sizes": head_sizes, "kernel_activation": kernel_activation}
+    attributes = {name: value for name, value in attributes.items() if DEFAULTS.get(name) != value}
+    return Op(Opset(DOMAIN, DOMAIN_VERSION), OP_TYPE, node_schema())(*inputs, **attributes)
 
 
 class _Body:
@@ -149,8 +206,9 @@ class _Body:
         return self("LayerNormalization", zeros, ones, name, axis=0)
 
 
-def odconv2d_function() -> onnx.FunctionProto:
+def odconv2d_function(opset: int = FUNCTION_OPSET) -> onnx.FunctionProto:
     """The body of ai.odexport::ODConv2d: the reference formula in standard ops, every size read at run time.
+    opset: the model's standard opset, which a function body must import too (17 or later).
 
     x: [B, C, H, W], weight: [n, O, C/g, k, k] -> y: [B, O, H_out, W_out]
     """
@@ -164,7 +222,9 @@ def odconv2d_function() -> onnx.FunctionProto:
 
     # Attentions. An absent head (size 0) gives an empty logit block, padded here to the identity: a
     # sigmoid gate of 1, or a zero logit for the single kernel's softmax (which is exactly 1).
-    pooled = op("ReduceMean", x, axes=[2, 3], keepdims=0)  # [B, C]
+    # Opset 18 turned ReduceMean's axes from an attribute into an input; no other op of the body changed.
+    pooled = (op("ReduceMean", x, op.ints(2, 3), keepdims=0) if opset >= 18
+              else op("ReduceMean", x, axes=[2, 3], keepdims=0))  # [B, C]
     hidden = op("Relu", op("Gemm", pooled, fc_weight, fc_bias, transB=1))  # [B, A]
     logits = op("Gemm", hidden, head_weight, head_bias, transB=1)  # [B, R]
     sizes = op("Constant", refs={"value_ints": "head_sizes"})
@@ -214,7 +274,7 @@ def odconv2d_function() -> onnx.FunctionProto:
 
     return helper.make_function(
         DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), op.nodes,
-        [helper.make_opsetid("", FUNCTION_OPSET)], attributes=[name for name in ATTRIBUTES if name not in DEFAULTS],
+        [helper.make_opsetid("", opset)], attributes=[name for name in ATTRIBUTES if name not in DEFAULTS],
         attribute_protos=[helper.make_attribute(name, value) for name, value in DEFAULTS.items()],
         doc_string="ODConv (omni-dimensional dynamic convolution), specified in odexport docs/custom-op.md",
     )
@@ -227,7 +287,8 @@ def attach_function(model: onnx.ModelProto) -> onnx.ModelProto:
     ours = [f for f in model.functions if (f.domain, f.name) == (DOMAIN, OP_TYPE)]
     for function in ours:  # finalizing twice keeps exactly one body
         model.functions.remove(function)
-    model.functions.append(odconv2d_function())
+    standard = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    model.functions.append(odconv2d_function(standard))
     imports = {opset.domain: opset for opset in model.opset_import}
     if DOMAIN in imports:
         imports[DOMAIN].version = DOMAIN_VERSION
@@ -242,6 +303,7 @@ def attach_function(model: onnx.ModelProto) -> onnx.ModelProto:
     dynamic_batch=True,
     constant_weights=False,
     finalize_onnx=attach_function,
+    dynamo_translations={torch.ops.odexport.odconv2d.default: translate_odconv2d},
 )
 def build_custom_op(spec: ODConvSpec) -> nn.Module:
     return CustomOpODConv(spec)

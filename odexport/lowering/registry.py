@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import onnx
@@ -21,7 +21,8 @@ class Lowering:
     build when the lowering cannot write one); ``dynamic_batch`` says whether one export serves every batch size, and
     ``constant_weights`` whether every convolution weight is an initializer (runtimes pre-pack and
     quantize only those). ``finalize_onnx``, when given, rewrites the exported ONNX model before it is
-    checked and saved (e.g. to attach function bodies to custom-domain nodes).
+    checked and saved (e.g. to attach function bodies to custom-domain nodes). ``dynamo_translations``:
+    {custom torch op: onnxscript function writing its ONNX node}, for the torch.export-based exporter.
     """
 
     name: str
@@ -30,6 +31,7 @@ class Lowering:
     dynamic_batch: bool
     constant_weights: bool
     finalize_onnx: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None
+    dynamo_translations: dict[Callable, Callable] = field(default_factory=dict)
 
 
 _LOWERINGS: dict[str, Lowering] = {}
@@ -42,16 +44,23 @@ def register_lowering(
     dynamic_batch: bool,
     constant_weights: bool,
     finalize_onnx: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
+    dynamo_translations: dict[Callable, Callable] | None = None,
 ):
     """Decorator: register ``build(spec) -> nn.Module`` under ``name``."""
 
     def decorate(build: Callable[[ODConvSpec], nn.Module]) -> Callable[[ODConvSpec], nn.Module]:
         if name in _LOWERINGS:
             raise ValueError(f"lowering {name!r} is registered twice")
-        _LOWERINGS[name] = Lowering(name, summary, build, dynamic_batch, constant_weights, finalize_onnx)
+        _LOWERINGS[name] = Lowering(name, summary, build, dynamic_batch, constant_weights, finalize_onnx,
+                                    dict(dynamo_translations or {}))
         return build
 
     return decorate
+
+
+def dynamo_translations() -> dict[Callable, Callable]:
+    """Every lowering's custom-op translations: a graph may mix lowerings, and an unused one costs nothing."""
+    return {op: translate for lowering in _LOWERINGS.values() for op, translate in lowering.dynamo_translations.items()}
 
 
 def list_lowerings() -> list[str]:

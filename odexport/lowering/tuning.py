@@ -37,16 +37,18 @@ BUDGET_SECONDS = 0.4
 
 @dataclass(frozen=True)
 class TimingContext:
-    """Where a timing holds: the runtime (and its version), the precision it runs at, threads, CPU."""
+    """Where a timing holds: the runtime (and its version), the precision it runs at, threads, CPU, and the
+    exporter whose graphs were timed (the two write a layer with different ops)."""
 
     runtime: str
     runtime_version: str
     precision: str
     threads: int
     cpu: str
+    exporter: str = "torchscript"
 
     def key(self) -> str:
-        return f"{self.runtime}-{self.runtime_version}|{self.precision}|{self.threads}t|{self.cpu}"
+        return f"{self.runtime}-{self.runtime_version}|{self.precision}|{self.threads}t|{self.cpu}|{self.exporter}"
 
 
 def cpu_model() -> str:
@@ -167,12 +169,13 @@ def time_layer(
     input_shape: tuple[int, ...],
     candidates: list[Lowering],
     make_runner: Callable[[Path], object],
+    export_options=None,
 ) -> dict[str, float]:
     """Fastest ms of each candidate lowering of one layer over interleaved runs.
 
     Interleaving keeps the comparison fair on a busy machine (a burst of load slows every candidate
     alike), and the minimum, not the median, estimates what the layer costs on its own: other work on
-    the machine only ever adds time.
+    the machine only ever adds time. export_options: the exporter and opset of the conversion.
     """
     from ..export import export_onnx
 
@@ -183,7 +186,7 @@ def time_layer(
         for lowering in candidates:
             path = Path(work) / f"{lowering.name}.onnx"
             export_onnx(timing_module(spec, lowering), path, example, dynamic_batch=False,
-                        finalize=lowering.finalize_onnx)
+                        finalize=lowering.finalize_onnx, options=export_options)
             runners[lowering.name] = make_runner(path)
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for runner in runners.values():

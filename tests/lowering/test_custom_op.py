@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 
 from odexport.conversion import convert_model
 from odexport.export import export_onnx
+from odexport.exporters import EXPORTERS, export_options
 from odexport.lowering import get_lowering
 from odexport.adapters import AdapterOptions, find_adapter
 from odexport.lowering.custom_op import DOMAIN, DOMAIN_VERSION, OP_TYPE, attach_function, node_attributes
@@ -33,9 +34,10 @@ LOWERING = get_lowering("custom-op")
 GROUPED = LayerCase(6, 9, 3, 2, 1, 1, 3, 4, 0.25, 1.0, 2, 11, 9, 7)
 
 
-def export_layer(spec, x: torch.Tensor, path) -> onnx.ModelProto:
+def export_layer(spec, x: torch.Tensor, path, exporter: str | None = None) -> onnx.ModelProto:
     """Export one lowered layer with symbolic batch, height and width; returns the saved model."""
-    export_onnx(LOWERING.build(spec), path, x, dynamic_batch=True, dynamic_size=True, finalize=LOWERING.finalize_onnx)
+    export_onnx(LOWERING.build(spec), path, x, dynamic_batch=True, dynamic_size=True, finalize=LOWERING.finalize_onnx,
+                options=export_options(exporter))
     return onnx.load(path)
 
 
@@ -45,10 +47,13 @@ def openvino_inlined(model: onnx.ModelProto, path) -> ov.CompiledModel:
     return ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
 
-def test_one_layer_exports_as_one_node_with_its_function(tmp_path):
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
+def test_one_layer_exports_as_one_node_with_its_function(tmp_path, exporter):
+    """The TorchScript exporter traces an autograd.Function's symbolic, torch.export keeps a torch.library
+    operator that onnxscript writes: the same node either way, with a body at the model's opset."""
     layer, x = build_layer(GROUPED)
     spec = describe_official(layer)
-    model = export_layer(spec, x, tmp_path / "layer.onnx")
+    model = export_layer(spec, x, tmp_path / "layer.onnx", exporter)
 
     (node,) = model.graph.node
     assert (node.domain, node.op_type) == (DOMAIN, OP_TYPE)
@@ -56,8 +61,13 @@ def test_one_layer_exports_as_one_node_with_its_function(tmp_path):
     assert len(node.input) == 6  # no bias
     assert {i.name for i in model.graph.initializer} == set(node.input[1:])
     assert [(f.domain, f.name) for f in model.functions] == [(DOMAIN, OP_TYPE)]
-    assert {o.domain: o.version for o in model.opset_import}[DOMAIN] == DOMAIN_VERSION
+    imports = {o.domain: o.version for o in model.opset_import}
+    assert imports[DOMAIN] == DOMAIN_VERSION
+    assert {o.domain: o.version for o in model.functions[0].opset_import}[""] == imports[""]
+    assert [d.dim_param for d in model.graph.output[0].type.tensor_type.shape.dim][0] == "batch"
     onnx.checker.check_model(model, full_check=True)
+    (actual,) = OnnxRuntimeRunner(tmp_path / "layer.onnx").infer({"input": x.numpy()}).values()
+    assert_close(actual, reference_forward(spec, x).numpy(), f"ODConv2d ({exporter}) in onnxruntime")
     assert len(attach_function(model).functions) == 1  # finalizing twice keeps one body
 
 
@@ -81,13 +91,14 @@ def test_folded_output_affine_becomes_scaled_weights_and_a_bias_input(tmp_path):
         assert_close(actual, expected, name)
 
 
-def test_sigmoid_kernel_attention_is_an_attribute_every_route_honours(tmp_path):
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
+def test_sigmoid_kernel_attention_is_an_attribute_every_route_honours(tmp_path, exporter):
     """CondConv's sigmoid routing: kernel_activation=1 on the node; the function body (ONNX Runtime,
     inlined in OpenVINO) and the extension all use it, at batch 1 and 3."""
     layer = randomize(CondConv2d(4, 6, 3, 2, 1, groups=2, num_experts=3), seed=0)
     spec = find_adapter(layer).describe(layer, AdapterOptions())
     x = torch.randn(1, 4, 11, 9, generator=torch.Generator().manual_seed(1))
-    model = export_layer(spec, x, tmp_path / "condconv.onnx")
+    model = export_layer(spec, x, tmp_path / "condconv.onnx", exporter)
     (node,) = model.graph.node
     assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}["kernel_activation"] == 1
     onnx.checker.check_model(model, full_check=True)
