@@ -26,7 +26,7 @@ stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
 
 CheckpointArg = Annotated[Path, typer.Argument(help="Official training checkpoint, state dict, or TorchScript archive.")]
-InspectArg = Annotated[Path, typer.Argument(help="A checkpoint (as for convert) or an exported .onnx file.")]
+InspectArg = Annotated[Path, typer.Argument(help="A checkpoint (as for convert), or an exported artifact: a convert output directory, a .onnx or an .xml.")]
 ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Architecture name; inferred from the weights when omitted.")]
 UnsafePickleOpt = Annotated[
     bool,
@@ -121,11 +121,11 @@ def inspect(
     from odexport.checkpoint import load_checkpoint, read_module
     from odexport.conversion import parse_imgsz
     from odexport.errors import UnknownArchitectureError
-    from odexport.inspection import summarize_model, summarize_onnx
+    from odexport.inspection import summarize_artifact, summarize_model
 
     def action() -> None:
-        if checkpoint.suffix == ".onnx":
-            _show(summarize_onnx(checkpoint).to_dict(), as_json, render.onnx_inspection)
+        if checkpoint.is_dir() or checkpoint.suffix in (".onnx", ".xml"):
+            _show(summarize_artifact(checkpoint), as_json, render.artifact_inspection)
             return
         size = parse_imgsz(imgsz)
         try:

@@ -112,6 +112,22 @@ def onnx_inspection(console: Console, summary: dict) -> None:
     console.print(table)
 
 
+def artifact_inspection(console: Console, summary: dict) -> None:
+    """An artifact: what its manifest records, then its ONNX graph (for a .onnx)."""
+    manifest = summary["manifest"]
+    console.print(f"model file {summary['model_file']}")
+    if manifest:
+        console.print(f"manifest format {manifest['format']}: {manifest['target'] or '?'} {manifest['precision']}, "
+                      f"lowering {manifest['lowering'] or '?'}, {len(manifest['odconv_layers'])} ODConv layers, "
+                      f"runs on {', '.join(manifest['runs_on'] or ['any runtime'])}")
+    if "op_counts" in summary:
+        onnx_inspection(console, summary)
+    elif manifest:
+        for kind in ("inputs", "outputs"):
+            for name, shape in manifest[kind].items():
+                console.print(f"  {kind[:-1]:<6} {name} {shape}")
+
+
 
 def _number(value: float | None, fmt: str = ".2e") -> str:
     return "-" if value is None else format(value, fmt)

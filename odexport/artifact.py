@@ -72,7 +72,3 @@ def write_manifest(directory: Path, manifest: dict) -> Path:
     path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return path
-
-
-def read_manifest(directory: Path) -> dict:
-    return json.loads((directory / MANIFEST).read_text())

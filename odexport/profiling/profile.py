@@ -77,7 +77,7 @@ def profile(
             found = read_artifact(source)
             size = input_size_for(found, _parse_size(imgsz))
             units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found),
-                           found.channels or DEFAULT_CHANNELS, (found.manifest or {}).get("precision") or "fp32")]
+                           found.channels or DEFAULT_CHANNELS, found.precision or "fp32")]
         else:
             size = _parse_size(imgsz) or (224, 224)
             units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
@@ -170,9 +170,8 @@ def _batches_for(artifact: Artifact, asked: tuple[int, ...] | None) -> tuple[int
 
 def _odconv_layers(artifact: Artifact) -> tuple[str, ...]:
     """The ODConv layer paths convert recorded: in the manifest, else in the model file's metadata."""
-    recorded = (artifact.manifest or {}).get("odconv_layers")
-    if recorded:
-        return tuple(layer["path"] for layer in recorded)
+    if artifact.manifest and artifact.manifest.odconv_layers:
+        return tuple(layer.path for layer in artifact.manifest.odconv_layers)
     text = None
     if artifact.model_file.suffix == ".onnx":
         import onnx

@@ -73,7 +73,7 @@ def verify_artifact(
     found = read_artifact(Path(artifact))
     runtimes = choose_runtimes(runtime, found.model_file)
     # The preset of the precision convert wrote the artifact in, unless told otherwise.
-    precision = precision or (found.manifest or {}).get("precision") or "fp32"
+    precision = precision or found.precision or "fp32"
     tolerance = resolve_tolerance(precision, atol, rtol)
     sizes = batch_sizes_for(found, parse_batches(batch_sizes))
     size = input_size_for(found, parse_imgsz(imgsz) if imgsz is not None else None)
@@ -156,8 +156,8 @@ def _reference(checkpoint, model: nn.Module | None, artifact: Artifact, arch: st
         if whole is None or arch is not None:
             raise
         return whole, f"{type(whole).__name__} (the module {checkpoint} holds)"
-    recorded = (artifact.manifest or {}).get("source") or {}
-    if recorded.get("sha256") and recorded["sha256"] != loaded.sha256:
+    recorded = artifact.manifest.source_sha256 if artifact.manifest else None
+    if recorded and recorded != loaded.sha256:
         notes.append(f"{checkpoint} is not the file this artifact was converted from (its sha256 differs "
                      f"from the manifest's)")
     return loaded.model, f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"
