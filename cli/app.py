@@ -40,6 +40,7 @@ ImgszOpt = Annotated[str, typer.Option("--imgsz", help="Input size: an int, or H
 ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="Input channels, e.g. 1 for grey images [default: what the model's first convolution takes, else 3].")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Set the attention temperature of every recognised layer that keeps one outside the state dict (reported by inspect).")]
+AllowDegenerateOpt = Annotated[bool, typer.Option("--allow-degenerate", help="Accept a parity pass on PyTorch outputs that cannot tell a right artifact from a wrong one (all near zero, constant, or the same for every input: an untrained model); refused otherwise.")]
 AttentionBatchnormOpt = Annotated[Optional[str], typer.Option("--attention-batchnorm", help="For variants that skip their attention BatchNorm at batch 1: export 'apply' (running statistics, the batch > 1 behaviour) or 'skip' (the batch 1 behaviour).")]
 
 
@@ -86,6 +87,7 @@ def convert(
     layout: Annotated[str, typer.Option("--layout", help="flat, or ovms (openvino: an OpenVINO Model Server repository <name>/1/model.xml).")] = "flat",
     temperature: TemperatureOpt = None,
     attention_batchnorm: AttentionBatchnormOpt = None,
+    allow_degenerate: AllowDegenerateOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Convert a checkpoint (or a file holding a whole module) to a deployable artifact and check it
@@ -98,7 +100,8 @@ def convert(
             checkpoint, target=target, output=output, imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
             precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
-            temperature=temperature, attention_batchnorm=attention_batchnorm, reporter=ConsoleReporter(),
+            temperature=temperature, attention_batchnorm=attention_batchnorm, allow_degenerate=allow_degenerate,
+            reporter=ConsoleReporter(),
         )
         render.conversion(stdout, result)
 
@@ -174,6 +177,7 @@ def verify(
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file.")] = None,
     junit_file: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report (a testcase per runtime and output).")] = None,
     warn_only: Annotated[bool, typer.Option("--warn-only", help="Exit 0 even when parity fails (still reports FAILED).")] = False,
+    allow_degenerate: AllowDegenerateOpt = False,
     arch: ArchOpt = None,
     unsafe_pickle: UnsafePickleOpt = False,
     debug: DebugOpt = False,
@@ -187,7 +191,7 @@ def verify(
         report = verify_artifact(
             artifact, checkpoint, runtime=runtime, images=images, batch_sizes=batch, imgsz=imgsz,
             precision=precision, atol=atol, rtol=rtol, layers=layers, arch=arch, unsafe_pickle=unsafe_pickle,
-            reporter=ConsoleReporter(),
+            allow_degenerate=allow_degenerate, reporter=ConsoleReporter(),
         )
         render.verification(stdout, report, all_layers=layers)
         write_reports(report, json_path=json_file, junit_path=junit_file)

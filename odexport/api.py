@@ -42,6 +42,7 @@ def convert(
     verify: bool = True,
     temperature: float | None = None,
     attention_batchnorm: str | None = None,
+    allow_degenerate: bool = False,
     preprocessing: Preprocessing | None = IMAGENET,
     imgsz: str | int | tuple[int, int] = 224,
     channels: int | None = None,
@@ -57,6 +58,8 @@ def convert(
     output: the artifact directory [default: <class name or checkpoint stem>_<target>].
     temperature: sets the temperature of every recognised layer that keeps one outside the state dict.
     attention_batchnorm: "apply" | "skip", for variants that skip their attention BatchNorm at batch 1.
+    allow_degenerate: write the artifact even when PyTorch's outputs cannot tell a right artifact from a
+    wrong one (all near zero, constant, or the same for every input); otherwise an InputError.
     preprocessing: what a 3-channel input expects (photographs join the parity inputs; in grey for a
     1-channel input); None for a model that does not take normalised images.
     channels: the input's channels, checked against the model's first convolution (read from it when
@@ -74,7 +77,7 @@ def convert(
                                       precision=precision, calibration=calibration,
                                       calibration_size=calibration_size, layout=layout, temperature=temperature,
                                       attention_batchnorm=attention_batchnorm,
-                                      reporter=reporter)
+                                      allow_degenerate=allow_degenerate, reporter=reporter)
         except UnknownArchitectureError:
             # Not a zoo model: a file holding the whole module is converted as that module.
             whole = read_module(path, unsafe_pickle=unsafe_pickle)
@@ -97,8 +100,8 @@ def convert(
                          precision=precision, calibration=calibration, calibration_size=calibration_size,
                          layout=layout, channels=channels,
                          example_input=example_input, temperature=temperature,
-                         attention_batchnorm=attention_batchnorm, reporter=reporter,
-                         source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})
+                         attention_batchnorm=attention_batchnorm, allow_degenerate=allow_degenerate,
+                         reporter=reporter, source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})
 
 
 def verify(
@@ -115,6 +118,7 @@ def verify(
     layers: bool = False,
     arch: str | None = None,
     unsafe_pickle: bool = False,
+    allow_degenerate: bool = False,
     reporter: Reporter | None = None,
 ):
     """Check ``artifact`` (a convert output directory, a .onnx or an .xml) against ``reference`` (an
@@ -123,7 +127,7 @@ def verify(
 
     A model converted with ``temperature=`` or ``attention_batchnorm=`` is checked the same way: the
     manifest records both and verify applies them to the reference. precision: the tolerance preset;
-    None takes the manifest's precision (as the CLI does), else fp32.
+    None takes the manifest's precision (as the CLI does), else fp32. allow_degenerate: as verify_artifact.
     """
     from .verification import verify_artifact
 
@@ -131,7 +135,8 @@ def verify(
     checkpoint = None if module is not None else reference
     return verify_artifact(artifact, checkpoint, model=module, runtime=runtime, images=images,
                            batch_sizes=batch_sizes, imgsz=imgsz, precision=precision, atol=atol, rtol=rtol,
-                           layers=layers, arch=arch, unsafe_pickle=unsafe_pickle, reporter=reporter)
+                           layers=layers, arch=arch, unsafe_pickle=unsafe_pickle,
+                           allow_degenerate=allow_degenerate, reporter=reporter)
 
 
 @dataclass(frozen=True)

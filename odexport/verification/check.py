@@ -15,7 +15,7 @@ from torch import nn
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
 from ..localize import localize
-from ..parity import check_parity
+from ..parity import check_parity, degenerate_sentence
 from ..reference import reference_runner
 from ..rewrite import set_temperatures
 from ..runners import Runner, TorchRunner
@@ -56,6 +56,7 @@ def verify_artifact(
     layers: bool = False,
     arch: str | None = None,
     unsafe_pickle: bool = False,
+    allow_degenerate: bool = False,
     reporter: Reporter | None = None,
 ) -> VerifyReport:
     """Check ``artifact`` (a convert output directory, a .onnx or an .xml) against PyTorch: ``checkpoint``,
@@ -65,6 +66,9 @@ def verify_artifact(
     (e.g. [1, 3] or ["1,3,8"]); a fixed batch is checked at itself. imgsz: for a dynamic height/width.
     precision: a tolerance preset; None takes the manifest's precision, else fp32.
     layers: localise even when every output passes (a failing runtime is always localised).
+    allow_degenerate: accept a pass on PyTorch outputs that cannot tell a right artifact from a wrong one
+    (all near zero, constant, or the same for every input: an untrained model), with a note; without it
+    such a pass is an InputError. A failure stands either way: the artifact differs from PyTorch.
     Raises InputError on bad input, never on a parity failure: see VerifyReport.raise_for_failure.
     """
     from ..conversion import parse_imgsz
@@ -120,11 +124,24 @@ def verify_artifact(
                                        folded=found.folded_batchnorms)
                     stage.result = located.summary()
             results.append(RuntimeVerification(chosen.name, parity, located, round(time.perf_counter() - start, 3)))
+    _judge_degenerate(results, notes, allow_degenerate)
     return VerifyReport(
         artifact=str(artifact), model_file=str(found.model_file),
         checkpoint=None if checkpoint is None else str(checkpoint), reference=reference_name, tolerance=tolerance,
         batch_sizes=sizes, input_size=tuple(size), samples={kind: len(v) for kind, v in kinds.items()},
         runtimes=tuple(results), notes=tuple(notes))
+
+
+def _judge_degenerate(results: list[RuntimeVerification], notes: list[str], allow: bool) -> None:
+    """A pass on a degenerate reference proves nothing: refuse it unless allowed (then note it)."""
+    degenerate = {name: reason for result in results for name, reason in result.parity.degenerate.items()}
+    if not degenerate:
+        return
+    sentence = degenerate_sentence(degenerate)
+    if all(result.passed for result in results) and not allow:
+        raise InputError(sentence, hint="verify against trained weights, or pass --allow-degenerate to accept "
+                                        "the verdict anyway")
+    notes.append(sentence + (" (allowed)" if allow else ""))
 
 
 def _with_eval_semantics(model: nn.Module, artifact: Artifact, notes: list[str]) -> nn.Module:
