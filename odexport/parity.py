@@ -167,7 +167,7 @@ def degenerate_reason(reference: np.ndarray) -> str | None:
     if float(values.max() - values.min()) <= INDISTINCT * scale:
         return f"constant ({float(values.flat[0]):.4g} everywhere)"
     if len(values) > 1 and float(np.abs(values - values[:1]).max()) <= INDISTINCT * scale:
-        return f"the same for each of the {len(values)} inputs"
+        return "the same for every input"
     return None
 
 
