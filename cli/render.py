@@ -137,7 +137,11 @@ def verification_table(report) -> Table:
     """Every runtime's outputs against PyTorch (a VerifyReport), a column per runtime and output: narrow
     enough for an 80-column CI log."""
     tolerance = report.tolerance
-    table = Table(title=f"Parity vs PyTorch ({tolerance.name}: limit {tolerance.atol:g} + {tolerance.rtol:g} x max|ref|)")
+    checks = "".join(text for text, on in ((f", cosine >= {tolerance.min_cosine:g}", tolerance.min_cosine > -1),
+                                           (f", top-1 >= {tolerance.min_top1_agreement:.0%}",
+                                            tolerance.min_top1_agreement > 0)) if on)
+    table = Table(title=f"Parity vs PyTorch ({tolerance.name}: limit {tolerance.atol:g} + {tolerance.rtol:g} x "
+                        f"max|ref|{checks})")
     table.add_column("")
     columns = [(result, out) for result in report.runtimes for out in result.parity.outputs]
     for result, out in columns:
