@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -116,8 +117,6 @@ def broken_beside_a_good_one(tiny_artifacts, tmp_path):
     kernel channel of conv1 scaled, so verify fails it."""
     good = Path(shutil.copytree(tiny_artifacts["onnx"], tmp_path / "good"))
     broken = Path(shutil.copytree(tiny_artifacts["onnx"], tmp_path / "broken"))
-    import onnx
-
     (name,) = [n for n in layer_initializers(onnx.load(str(broken / "model.onnx")), "conv1") if "stacked" in n]
     edit_initializer(broken / "model.onnx", name, scale_channel)
     return broken, good
