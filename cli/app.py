@@ -29,7 +29,7 @@ stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
 
 CheckpointArg = Annotated[Path, typer.Argument(help="Official training checkpoint, state dict, or TorchScript archive.")]
-InspectArg = Annotated[Path, typer.Argument(help="A checkpoint (as for convert) or an exported .onnx file.")]
+InspectArg = Annotated[Path, typer.Argument(help="A checkpoint (as for convert), or an exported artifact: a convert output directory, a .onnx or an .xml.")]
 ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Architecture name; inferred from the weights when omitted.")]
 UnsafePickleOpt = Annotated[
     bool,
@@ -43,6 +43,7 @@ ImgszOpt = Annotated[str, typer.Option("--imgsz", help="Input size: an int, or H
 ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="Input channels, e.g. 1 for grey images [default: what the model's first convolution takes, else 3].")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Set the attention temperature of every recognised layer that keeps one outside the state dict (reported by inspect).")]
+AllowDegenerateOpt = Annotated[bool, typer.Option("--allow-degenerate", help="Accept a parity pass on PyTorch outputs that cannot tell a right artifact from a wrong one (all near zero, constant, or the same for every input: an untrained model); refused otherwise.")]
 AttentionBatchnormOpt = Annotated[Optional[str], typer.Option("--attention-batchnorm", help="For variants that skip their attention BatchNorm at batch 1: export 'apply' (running statistics, the batch > 1 behaviour) or 'skip' (the batch 1 behaviour).")]
 
 
@@ -109,6 +110,7 @@ def convert(
     attention_batchnorm: AttentionBatchnormOpt = None,
     exporter: Annotated[Optional[str], typer.Option("--exporter", help="PyTorch's ONNX exporter: torchscript (torch.onnx.export(dynamo=False)) or dynamo (torch.export-based). [default: torchscript, see docs/exporters.md]")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset: 17-20 with torchscript, 18-23 with dynamo. [default: the exporter's lowest]")] = None,
+    allow_degenerate: AllowDegenerateOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Convert a checkpoint (or a file holding a whole module) to a deployable artifact and check it
@@ -122,6 +124,7 @@ def convert(
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
             precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
             temperature=temperature, attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,
+            allow_degenerate=allow_degenerate,
             reporter=ConsoleReporter(),
         )
         render.conversion(stdout, result)
@@ -141,12 +144,17 @@ def inspect(
     """Show what a checkpoint holds (architecture, hyper-parameters, size, ODConv layers), what a file
     holding a whole module holds (each dynamic convolution, the adapter that recognised it, and what no
     adapter confirmed: taken by the generic path, probed at --imgsz, or refused and why), or what an
-    exported .onnx holds (lowering, ops, nodes per dynamic convolution)."""
+    artifact holds (a convert output directory, a .onnx or an .xml: lowering, ops, nodes per dynamic
+    convolution, and what its manifest records)."""
     from odexport.api import ModuleInspection
     from odexport.api import inspect as run_inspect
-    from odexport.inspection import OnnxSummary
+    from odexport.inspection import OnnxSummary, summarize_artifact
+    from odexport.manifest import MODEL_SUFFIXES
 
     def action() -> None:
+        if checkpoint.is_dir() or checkpoint.suffix in MODEL_SUFFIXES:  # an artifact: its manifest too, checked
+            _show(summarize_artifact(checkpoint), as_json, render.artifact_inspection)
+            return
         found = run_inspect(checkpoint, imgsz=imgsz, arch=arch, unsafe_pickle=unsafe_pickle)
         table = (render.onnx_inspection if isinstance(found, OnnxSummary) else
                  render.module_inspection if isinstance(found, ModuleInspection) else render.inspection)
@@ -178,6 +186,7 @@ def verify(
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file.")] = None,
     junit_file: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report (a testcase per runtime and output).")] = None,
     warn_only: Annotated[bool, typer.Option("--warn-only", help="Exit 0 even when parity fails (still reports FAILED).")] = False,
+    allow_degenerate: AllowDegenerateOpt = False,
     arch: ArchOpt = None,
     unsafe_pickle: UnsafePickleOpt = False,
     debug: DebugOpt = False,
@@ -195,7 +204,7 @@ def verify(
         report = verify_artifact(
             artifact, checkpoint, runtime=runtime, images=images, batch_sizes=batch, imgsz=imgsz,
             precision=precision, atol=atol, rtol=rtol, layers=layers, arch=arch, unsafe_pickle=unsafe_pickle,
-            reporter=ConsoleReporter(),
+            allow_degenerate=allow_degenerate, reporter=ConsoleReporter(),
         )
         render.verification(stdout, report, all_layers=layers)
         write_reports(report, json_path=json_file, junit_path=junit_file)

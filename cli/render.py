@@ -135,6 +135,22 @@ def onnx_inspection(console: Console, summary: dict) -> None:
     console.print(table)
 
 
+def artifact_inspection(console: Console, summary: dict) -> None:
+    """An artifact: what its manifest records, then its ONNX graph (for a .onnx)."""
+    manifest = summary["manifest"]
+    console.print(f"model file {summary['model_file']}")
+    if manifest:
+        console.print(f"manifest format {manifest['format']}: {manifest['target'] or '?'} {manifest['precision']}, "
+                      f"lowering {manifest['lowering'] or '?'}, {len(manifest['odconv_layers'])} ODConv layers, "
+                      f"runs on {', '.join(manifest['runs_on'] or ['any runtime'])}")
+    if "op_counts" in summary:
+        onnx_inspection(console, summary)
+    elif manifest:
+        for kind in ("inputs", "outputs"):
+            for name, shape in manifest[kind].items():
+                console.print(f"  {kind[:-1]:<6} {name} {shape}")
+
+
 
 def _number(value: float | None, fmt: str = ".2e") -> str:
     return "-" if value is None else format(value, fmt)
@@ -144,7 +160,11 @@ def verification_table(report) -> Table:
     """Every runtime's outputs against PyTorch (a VerifyReport), a column per runtime and output: narrow
     enough for an 80-column CI log."""
     tolerance = report.tolerance
-    table = Table(title=f"Parity vs PyTorch ({tolerance.name}: limit {tolerance.atol:g} + {tolerance.rtol:g} x max|ref|)")
+    checks = "".join(text for text, on in ((f", cosine >= {tolerance.min_cosine:g}", tolerance.min_cosine > -1),
+                                           (f", top-1 >= {tolerance.min_top1_agreement:.0%}",
+                                            tolerance.min_top1_agreement > 0)) if on)
+    table = Table(title=f"Parity vs PyTorch ({tolerance.name}: limit {tolerance.atol:g} + {tolerance.rtol:g} x "
+                        f"max|ref|{checks})")
     table.add_column("")
     columns = [(result, out) for result in report.runtimes for out in result.parity.outputs]
     for result, out in columns:

@@ -48,6 +48,7 @@ def convert(
     attention_batchnorm: str | None = None,
     exporter: str | None = None,
     opset: int | None = None,
+    allow_degenerate: bool = False,
     preprocessing: Preprocessing | None = IMAGENET,
     imgsz: str | int | tuple[int, int] = 224,
     channels: int | None = None,
@@ -65,6 +66,8 @@ def convert(
     attention_batchnorm: "apply" | "skip", for variants that skip their attention BatchNorm at batch 1.
     exporter: "torchscript" | "dynamo", PyTorch's ONNX exporter to use; opset: the ONNX opset, within that
     exporter's range (both recorded in the manifest; docs/exporters.md).
+    allow_degenerate: write the artifact even when PyTorch's outputs cannot tell a right artifact from a
+    wrong one (all near zero, constant, or the same for every input); otherwise an InputError.
     preprocessing: what a 3-channel input expects (photographs join the parity inputs; in grey for a
     1-channel input); None for a model that does not take normalised images.
     channels: the input's channels, checked against the model's first convolution (read from it when
@@ -82,7 +85,8 @@ def convert(
                                       precision=precision, calibration=calibration,
                                       calibration_size=calibration_size, layout=layout, temperature=temperature,
                                       attention_batchnorm=attention_batchnorm, exporter=exporter,
-                                      opset=opset, reporter=reporter)
+                                      opset=opset, allow_degenerate=allow_degenerate,
+                                      reporter=reporter)
         except UnknownArchitectureError:
             # Not a zoo model: a file holding the whole module is converted as that module.
             whole = read_module(path, unsafe_pickle=unsafe_pickle)
@@ -115,6 +119,7 @@ def convert(
                          layout=layout, channels=channels,
                          example_input=example_input, temperature=temperature,
                          attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,
+                         allow_degenerate=allow_degenerate,
                          reporter=reporter, source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})
 
 
@@ -132,6 +137,7 @@ def verify(
     layers: bool = False,
     arch: str | None = None,
     unsafe_pickle: bool = False,
+    allow_degenerate: bool = False,
     reporter: Reporter | None = None,
     batch_sizes: list[str | int] | tuple[int, ...] | None = None,
 ):
@@ -143,6 +149,7 @@ def verify(
     manifest records both and verify applies them to the reference. precision: the tolerance preset;
     None takes the manifest's precision (as the CLI does), else fp32. batch: the batch sizes for a
     dynamic-batch artifact (one, "1,3,8" or a list; default 1 and 3); batch_sizes= is its old name.
+    allow_degenerate: as verify_artifact.
     """
     from .verification import verify_artifact
 
@@ -153,7 +160,8 @@ def verify(
     return verify_artifact(artifact, checkpoint, model=module, runtime=runtime, images=images,
                            batch_sizes=None if batch is None else [batch] if isinstance(batch, (str, int)) else batch,
                            imgsz=imgsz, precision=precision, atol=atol, rtol=rtol,
-                           layers=layers, arch=arch, unsafe_pickle=unsafe_pickle, reporter=reporter)
+                           layers=layers, arch=arch, unsafe_pickle=unsafe_pickle,
+                           allow_degenerate=allow_degenerate, reporter=reporter)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from .console import Reporter, SilentReporter
 from .errors import OutputError
-from .manifest import MANIFEST_PRODUCER
+from .manifest import MANIFEST_NAME as MANIFEST, MANIFEST_PRODUCER
 from .scratch import claim, dead_owner, process_tag, remove_abandoned
 
-MANIFEST = "manifest.json"
 # Inside the staging directory; the claim file sits beside it so it never reaches the output.
 STAGED_ARTIFACT = "artifact"
 
@@ -168,7 +167,3 @@ def write_manifest(directory: Path, manifest: dict) -> Path:
     path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return path
-
-
-def read_manifest(directory: Path) -> dict:
-    return json.loads((directory / MANIFEST).read_text())

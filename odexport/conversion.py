@@ -29,7 +29,7 @@ from .lowering import get_lowering
 from .lowering.auto import AUTO, MeasuredChooser, auto_candidates, layer_chooser
 from .lowering.tuning import TimingContext, cpu_model
 from .manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER, versions
-from .parity import TOLERANCES, ParityReport, check_parity
+from .parity import TOLERANCES, ParityReport, check_parity, degenerate_sentence
 from .precisions import get_precision
 from .reference import reference_runner
 from .rewrite import ODConvLayer, find_unrecognised_layers, lower_model, odconv_input_shapes, set_temperatures
@@ -81,6 +81,7 @@ def convert_checkpoint(
     attention_batchnorm: str | None = None,
     exporter: str | None = None,
     opset: int | None = None,
+    allow_degenerate: bool = False,
     reporter: Reporter | None = None,
 ) -> ConversionResult:
     """Convert an official-format ODConv checkpoint (or a state dict, or a TorchScript archive)."""
@@ -131,6 +132,7 @@ def convert_checkpoint(
         attention_batchnorm=options.attention_batchnorm,
         exporter=exporter,
         opset=opset,
+        allow_degenerate=allow_degenerate,
         reporter=reporter,
         source=source,
         model_info=model_info,
@@ -159,6 +161,7 @@ def convert_model(
     attention_batchnorm: str | None = None,
     exporter: str | None = None,
     opset: int | None = None,
+    allow_degenerate: bool = False,
     reporter: Reporter | None = None,
     source: dict | None = None,
     model_info: dict | None = None,
@@ -181,6 +184,9 @@ def convert_model(
     BatchNorm is skipped at batch 1 (required when the model has such layers; PyTorch parity follows it).
     exporter: "torchscript" or "dynamo" (odexport.exporters) [default: DEFAULT_EXPORTER]; opset: the ONNX
     opset, within the exporter's range [default: the lowest it supports].
+    allow_degenerate: write the artifact when parity passed on PyTorch outputs that cannot tell a right
+    artifact from a wrong one (all near zero, constant, or the same for every input: an untrained model);
+    otherwise that is an InputError, since such a pass proves nothing.
     """
     reporter = reporter or SilentReporter()
     if example_input is not None:
@@ -296,6 +302,11 @@ def convert_model(
                 parity = check_parity(reference, runner, sample_sets, batch_sizes=checks,
                                       tolerance=TOLERANCES[precision])
                 stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
+            for note in judge_parity(parity, precision, output, allow_degenerate, parity_hint(layers)):
+                reporter.info(f"  - {note}")
+                notes.append(note)
+
+
             if not parity.passed:
                 if not all(math.isfinite(output.limit) for output in parity.outputs):
                     raise InputError(
@@ -348,6 +359,34 @@ def convert_model(
         write_manifest(staged.path, manifest)
         final = staged.commit()
     return ConversionResult(final, final / model_file.relative_to(staged.path), manifest, parity, tuple(notes))
+
+
+
+
+def judge_parity(parity: ParityReport, precision: str, output: Path, allow_degenerate: bool,
+                 hint: str = "rerun with --no-verify to keep the artifact for inspection") -> list[str]:
+    """Raise unless ``parity`` passed on a reference that can tell a right artifact from a wrong one; return
+    notes (a degenerate reference that was allowed)."""
+    if not parity.passed:
+        if not all(math.isfinite(out.limit) for out in parity.outputs):
+            raise InputError("PyTorch itself gives non-finite outputs (NaN or inf) for this model, so there is "
+                             "nothing to compare against; nothing was written",
+                             hint="check the checkpoint's weights and BatchNorm statistics")
+        worst = max((out for out in parity.outputs if not out.passed),
+                    key=lambda out: out.max_abs_error / max(out.limit, 1e-300))
+        problems = worst.problems(parity.tolerance)
+        if "error" in worst.failed_checks:
+            problems.insert(0, f"max abs error {worst.max_abs_error:.3g} exceeds the {precision} limit "
+                               f"{worst.limit:.3g} ({worst.max_abs_error / max(worst.limit, 1e-300):.1f}x)")
+        raise ParityError(f"parity check failed on {parity.runtime}: {worst.name} {', '.join(problems)}; nothing "
+                          f"was written to {output}",
+                          hint=hint)
+    if not parity.degenerate:
+        return []
+    if not allow_degenerate:
+        raise InputError(f"{degenerate_sentence(parity.degenerate)}; nothing was written to {output}",
+                         hint="convert trained weights, or pass --allow-degenerate to write the artifact anyway")
+    return [f"{degenerate_sentence(parity.degenerate)} (allowed)"]
 
 
 def parity_hint(layers: list[ODConvLayer]) -> str:

@@ -189,3 +189,19 @@ def summarize_onnx(path) -> OnnxSummary:
         layers=tuple(layers),
         functions=tuple(f"{f.domain}::{f.name}" for f in model.functions),
     )
+
+
+def summarize_artifact(path) -> dict:
+    """An exported artifact: a convert output directory, a .onnx or an .xml. A .onnx's summary (as
+    summarize_onnx) and, under "manifest", what the artifact's manifest records: read and checked as verify
+    and profile read it, so a malformed one is bad input here too (None for a file without one)."""
+    from .errors import InputError
+    from .manifest import MODEL_SUFFIXES, find_model
+
+    if not Path(path).exists():
+        raise InputError(f"{path}: no such file or directory", hint="pass a convert output directory, a .onnx or an .xml")
+    manifest, model_file = find_model(Path(path))
+    if model_file.suffix not in MODEL_SUFFIXES:
+        raise InputError(f"{model_file}: not a model file odexport can inspect", hint="pass a .onnx or an .xml")
+    summary = summarize_onnx(model_file).to_dict() if model_file.suffix == ".onnx" else {}
+    return {"model_file": str(model_file)} | summary | {"manifest": manifest.summary() if manifest else None}

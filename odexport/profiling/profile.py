@@ -89,7 +89,7 @@ def profile(
             found = read_artifact(source)
             size = input_size_for(found, _parse_size(imgsz))
             units = [_Unit(found.model_file, _batches_for(found, asked_batches), _odconv_layers(found),
-                           found.channels or DEFAULT_CHANNELS, (found.manifest or {}).get("precision") or "fp32",
+                           found.channels or DEFAULT_CHANNELS, found.precision or "fp32",
                            found.runs_on)]
             check_input_memory(max(units[0].batches), units[0].channels, size)
         else:
@@ -195,9 +195,8 @@ def _batches_for(artifact: Artifact, asked: tuple[int, ...] | None) -> tuple[int
 
 def _odconv_layers(artifact: Artifact) -> tuple[str, ...]:
     """The ODConv layer paths convert recorded: in the manifest, else in the model file's metadata."""
-    recorded = (artifact.manifest or {}).get("odconv_layers")
-    if recorded:
-        return tuple(layer["path"] for layer in recorded)
+    if artifact.manifest and artifact.manifest.odconv_layers:
+        return tuple(layer.path for layer in artifact.manifest.odconv_layers)
     text = None
     if artifact.model_file.suffix == ".onnx":
         import onnx

@@ -1,15 +1,16 @@
-"""What verify reads of an artifact: the model file, its manifest when there is one, and its input and
-output names and shapes (from the file itself, so files odexport did not write work too)."""
+"""What verify reads of an artifact: the model file, its manifest when there is one (checked by
+odexport.manifest), and its input and output names and shapes (from the file itself, so files odexport did
+not write work too)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import MANIFEST
 from ..errors import InputError
 from ..inputs import IMAGENET, Preprocessing, for_channels
+from ..manifest import Manifest, find_model
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Artifact:
     """input_shape: [B, C, H, W] with None for a dynamic axis."""
 
     model_file: Path
-    manifest: dict | None
+    manifest: Manifest | None
     input_name: str
     input_shape: tuple[int | None, ...]
     output_names: tuple[str, ...]
@@ -29,33 +30,34 @@ class Artifact:
     @property
     def eval_semantics(self) -> dict:
         """{"attention_batchnorm": "apply" | "skip" | None, "temperature": float | None} chosen at convert."""
-        return (self.manifest or {}).get("eval_semantics") or {}
+        if self.manifest is None:
+            return {}
+        return {"attention_batchnorm": self.manifest.attention_batchnorm, "temperature": self.manifest.temperature}
+
+    @property
+    def precision(self) -> str | None:
+        return None if self.manifest is None else self.manifest.precision
 
     @property
     def preprocessing(self) -> Preprocessing | None:
         """What the input expects (RGB for 3 channels, grey for 1, as convert recorded it or its default);
         None for an artifact converted as a non-image model, or with channels photographs cannot fill."""
-        if self.manifest is not None and "preprocessing" in self.manifest and self.manifest["preprocessing"] is None:
+        spec = IMAGENET if self.manifest is None else self.manifest.preprocessing
+        if spec is None:
             return None
-        recorded = (self.manifest or {}).get("preprocessing")
-        spec = IMAGENET
-        if recorded:
-            known = {f.name for f in fields(Preprocessing)}
-            spec = Preprocessing(**{key: tuple(value) if isinstance(value, list) else value
-                                    for key, value in recorded.items() if key in known})
         return spec if self.channels is None else for_channels(spec, self.channels)
 
     @property
     def folded_batchnorms(self) -> dict[str, str]:
         """{ODConv layer path: BatchNorm path} that convert folded into the layer."""
-        layers = (self.manifest or {}).get("odconv_layers") or []
-        return {layer["path"]: layer["folded_batchnorm"] for layer in layers if layer.get("folded_batchnorm")}
+        layers = () if self.manifest is None else self.manifest.odconv_layers
+        return {layer.path: layer.folded_batchnorm for layer in layers if layer.folded_batchnorm}
 
     @property
     def runs_on(self) -> tuple[str, ...] | None:
         """The only runtimes that compute this file correctly (e.g. an ONNX optimised offline for ONNX
         Runtime): the model file's own metadata, else the manifest's "runs_on"; None: any that reads it."""
-        return _runs_on_metadata(self.model_file) or _runtime_names((self.manifest or {}).get("runs_on"))
+        return _runs_on_metadata(self.model_file) or (self.manifest.runs_on if self.manifest else None)
 
 
 def _runtime_names(value) -> tuple[str, ...] | None:
@@ -114,31 +116,15 @@ _FORMATS = {".onnx": _onnx_io, ".xml": _openvino_io}
 
 def read_artifact(path: Path) -> Artifact:
     """An output directory of convert (its manifest names the model file), or a .onnx / .xml file (with the
-    manifest beside it when that lists the file)."""
+    manifest beside it when that lists the file). A malformed manifest is bad input naming its field."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory",
                          hint="pass a convert output directory, a .onnx or an .xml")
-    manifest = None
-    if path.is_dir():
-        if not (path / MANIFEST).is_file():
-            raise InputError(f"{path}: is a directory without {MANIFEST}",
-                             hint="pass an output directory of odexport convert, or the model file itself")
-        manifest = _read_json(path / MANIFEST)
-        model_files = [path / name for name in manifest.get("files", []) if Path(name).suffix in _FORMATS]
-        if not model_files:
-            raise InputError(f"{path / MANIFEST}: lists no model file ({', '.join(_FORMATS)})",
-                             hint="the directory is not a complete odexport artifact; convert again")
-        model_file = model_files[0]
-    else:
-        model_file = path
-        if model_file.suffix not in _FORMATS:
-            raise InputError(f"{path}: is not a model file odexport can verify",
-                             hint=f"pass a convert output directory or a file ending in {' or '.join(_FORMATS)}")
-        beside = path.parent / MANIFEST
-        if beside.is_file():
-            candidate = _read_json(beside)
-            manifest = candidate if path.name in candidate.get("files", []) else None
+    if not path.is_dir() and path.suffix not in _FORMATS:
+        raise InputError(f"{path}: is not a model file odexport can verify",
+                         hint=f"pass a convert output directory or a file ending in {' or '.join(_FORMATS)}")
+    manifest, model_file = find_model(path)
     inputs, outputs = _FORMATS[model_file.suffix](model_file)
     if len(inputs) != 1 or len(inputs[0][1]) != 4:
         found = ", ".join(f"{name} {list(shape)}" for name, shape in inputs) or "none"
@@ -146,10 +132,3 @@ def read_artifact(path: Path) -> Artifact:
                          hint="verify checks models with a single NCHW input")
     (input_name, input_shape), = inputs
     return Artifact(model_file, manifest, input_name, input_shape, outputs)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: unreadable ({type(error).__name__})", hint="convert again to rewrite it") from None

@@ -15,7 +15,7 @@ from ..console import Reporter, SilentReporter
 from ..errors import InputError
 from ..limits import check_input_memory
 from ..localize import localize
-from ..parity import check_parity
+from ..parity import check_parity, degenerate_sentence
 from ..reference import reference_runner
 from ..rewrite import set_temperatures
 from ..runners import Runner, TorchRunner
@@ -57,6 +57,7 @@ def verify_artifact(
     layers: bool = False,
     arch: str | None = None,
     unsafe_pickle: bool = False,
+    allow_degenerate: bool = False,
     reporter: Reporter | None = None,
 ) -> VerifyReport:
     """Check ``artifact`` (a convert output directory, a .onnx or an .xml) against PyTorch: ``checkpoint``,
@@ -66,6 +67,9 @@ def verify_artifact(
     (e.g. [1, 3] or ["1,3,8"]); a fixed batch is checked at itself. imgsz: for a dynamic height/width.
     precision: a tolerance preset; None takes the manifest's precision, else fp32.
     layers: localise even when every output passes (a failing runtime is always localised).
+    allow_degenerate: accept a pass on PyTorch outputs that cannot tell a right artifact from a wrong one
+    (all near zero, constant, or the same for every input: an untrained model), with a note; without it
+    such a pass is an InputError. A failure stands either way: the artifact differs from PyTorch.
     Raises InputError on bad input, never on a parity failure: see VerifyReport.raise_for_failure.
     """
     from ..conversion import parse_imgsz
@@ -75,7 +79,7 @@ def verify_artifact(
     runtimes = choose_runtimes(runtime, found.model_file, runs_on=found.runs_on)
     notes: list[str] = left_out_note(runtimes, found.model_file) if runtime == "all" and found.runs_on else []
     # The preset of the precision convert wrote the artifact in, unless told otherwise.
-    precision = precision or (found.manifest or {}).get("precision") or "fp32"
+    precision = precision or found.precision or "fp32"
     tolerance = resolve_tolerance(precision, atol, rtol)
     sizes = batch_sizes_for(found, parse_batches(batch_sizes))
     size = input_size_for(found, parse_imgsz(imgsz) if imgsz is not None else None)
@@ -122,11 +126,24 @@ def verify_artifact(
                                        folded=found.folded_batchnorms)
                     stage.result = located.summary()
             results.append(RuntimeVerification(chosen.name, parity, located, round(time.perf_counter() - start, 3)))
+    _judge_degenerate(results, notes, allow_degenerate)
     return VerifyReport(
         artifact=str(artifact), model_file=str(found.model_file),
         checkpoint=None if checkpoint is None else str(checkpoint), reference=reference_name, tolerance=tolerance,
         batch_sizes=sizes, input_size=tuple(size), samples={kind: len(v) for kind, v in kinds.items()},
         runtimes=tuple(results), notes=tuple(notes))
+
+
+def _judge_degenerate(results: list[RuntimeVerification], notes: list[str], allow: bool) -> None:
+    """A pass on a degenerate reference proves nothing: refuse it unless allowed (then note it)."""
+    degenerate = {name: reason for result in results for name, reason in result.parity.degenerate.items()}
+    if not degenerate:
+        return
+    sentence = degenerate_sentence(degenerate)
+    if all(result.passed for result in results) and not allow:
+        raise InputError(sentence, hint="verify against trained weights, or pass --allow-degenerate to accept "
+                                        "the verdict anyway")
+    notes.append(sentence + (" (allowed)" if allow else ""))
 
 
 def _with_eval_semantics(model: nn.Module, artifact: Artifact, notes: list[str]) -> nn.Module:
@@ -158,8 +175,8 @@ def _reference(checkpoint, model: nn.Module | None, artifact: Artifact, arch: st
         if whole is None or arch is not None:
             raise
         return whole, f"{type(whole).__name__} (the module {checkpoint} holds)"
-    recorded = (artifact.manifest or {}).get("source") or {}
-    if recorded.get("sha256") and recorded["sha256"] != loaded.sha256:
+    recorded = artifact.manifest.source_sha256 if artifact.manifest else None
+    if recorded and recorded != loaded.sha256:
         notes.append(f"{checkpoint} is not the file this artifact was converted from (its sha256 differs "
                      f"from the manifest's)")
     return loaded.model, f"{loaded.arch}, kernel_num {loaded.kernel_num}, {loaded.num_classes} classes"

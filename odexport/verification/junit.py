@@ -30,7 +30,7 @@ def _testcase(suite: ET.Element, result: RuntimeVerification, out: OutputParity)
         ET.SubElement(case, "system-out").text = "\n".join(details)
     else:
         failure = ET.SubElement(case, "failure", type="ParityFailure",
-                                message=f"{result.runtime}: {describe_failure(out)}")
+                                message=f"{result.runtime}: {describe_failure(out, result.parity.tolerance)}")
         failure.text = "\n".join(details)
 
 

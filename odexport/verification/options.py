@@ -74,7 +74,7 @@ def input_size_for(artifact: Artifact, asked: tuple[int, int] | None) -> tuple[i
         return height, width
     if asked:
         return asked
-    checked = ((artifact.manifest or {}).get("parity") or {}).get("input_shapes") or []
+    checked = artifact.manifest.checked_input_shapes if artifact.manifest else ()
     return tuple(checked[0][-2:]) if checked else DEFAULT_SIZE  # the size convert checked it at
 
 

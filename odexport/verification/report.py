@@ -30,18 +30,22 @@ class RuntimeVerification:
         failing = [out for out in self.parity.outputs if not out.passed]
         if not failing:
             return None
-        worst = max(failing, key=lambda o: o.max_abs_error / max(o.limit, 1e-30))
+        worst = max(failing, key=lambda o: o.max_abs_error / max(o.limit, 1e-300))
         first = self.layers.first_divergent if self.layers else None
-        return f"{self.runtime}: {describe_failure(worst)}" + (f"; first divergent layer {first.path}" if first else "")
+        return f"{self.runtime}: {describe_failure(worst, self.parity.tolerance)}" + (f"; first divergent layer {first.path}" if first else "")
 
 
-def describe_failure(out: OutputParity) -> str:
-    if out.reference_shape is not None and tuple(out.reference_shape) != tuple(out.shape):
+def describe_failure(out: OutputParity, tolerance: Tolerance) -> str:
+    if "shape" in out.failed_checks or (out.reference_shape is not None
+                                        and tuple(out.reference_shape) != tuple(out.shape)):
         return f"{out.name} has shape {list(out.shape)}, PyTorch gives {list(out.reference_shape)}"
     ratio = out.max_abs_error / out.limit if out.limit else math.inf
-    agree = "" if out.top1_agreement is None else f", top-1 agreement {out.top1_agreement:.0%}"
-    return (f"{out.name} max abs error {out.max_abs_error:.3g} exceeds the limit {out.limit:.3g} ({ratio:.1f}x), "
-            f"max rel {out.max_rel_error:.3g}{agree}")
+    shown = out.top1_agreement is None or "top1" in out.failed_checks
+    agree = "" if shown else f", top-1 agreement {out.top1_agreement:.0%}"
+    problems = out.problems(tolerance)
+    if "error" in out.failed_checks or not problems:
+        problems.insert(0, f"max abs error {out.max_abs_error:.3g} exceeds the limit {out.limit:.3g} ({ratio:.1f}x)")
+    return f"{out.name} {', '.join(problems)}, max rel {out.max_rel_error:.3g}{agree}"
 
 
 @dataclass(frozen=True)
