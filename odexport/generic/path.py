@@ -66,7 +66,15 @@ def probe_generic_path(model: nn.Module, found: list[UnrecognisedLayer],
 def _generic_forms(lowered, model, found, example):
     if not found:
         return [], []
-    inputs = _capture_inputs(model, [_module_path(layer.path) for layer in found], example)
+    try:
+        inputs = _capture_inputs(model, [_module_path(layer.path) for layer in found], example)
+    except Exception as error:  # the user's model itself does not run: no layer can be probed
+        first = found[0]
+        raise InputError(
+            f"{first.path} ({first.type}) {first.reason}; the model fails in PyTorch when run to probe it for the "
+            f"generic path ({type(error).__name__}: {_first_line(error)})",
+            hint="check that the model runs in PyTorch at this input size (--imgsz, --channels); "
+                 "docs/adapters.md shows how to write an adapter") from None
     taken, refused = [], []
     for layer in found:
         path = _module_path(layer.path)
@@ -76,6 +84,10 @@ def _generic_forms(lowered, model, found, example):
             generic = generic_form(_submodule(lowered, path), _submodule(model, path), *inputs[path])
         except UnhandledLayer as why:
             refused.append(replace(layer, reason=f"{layer.reason}; the generic path cannot take it: {why}"))
+            continue
+        except Exception as error:  # the layer's own code fails at another batch: not batch-generic
+            refused.append(replace(layer, reason=f"{layer.reason}; the generic path cannot take it: running it "
+                                                 f"failed ({type(error).__name__}: {_first_line(error)})"))
             continue
         taken.append((GenericLayer(layer.path, layer.type, layer.reason, sum(generic.folds)), generic))
     return taken, refused
@@ -99,7 +111,7 @@ def generic_form(layer: nn.Module, reference: nn.Module, args: tuple, kwargs: di
             got = traced(*(arg for arg in args if isinstance(arg, Tensor)))
         except Exception as error:  # a shape baked into the trace fails in many ways
             raise UnhandledLayer(f"its trace at batch 1 fails at batch {PROBE_BATCH} "
-                                 f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+                                 f"({type(error).__name__}: {_first_line(error)})")
         _check_close(got, reference(*args, **kwargs), f"when traced at batch 1 and run at batch {PROBE_BATCH}")
     return generic
 
@@ -161,6 +173,10 @@ def _capture_inputs(model: nn.Module, paths: list[str], example: Tensor) -> dict
         for handle in handles:
             handle.remove()
     return calls
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else ""
 
 
 def _at_batch(value, batch: int):
