@@ -12,6 +12,7 @@ from typing import Callable
 
 from .errors import InputError
 from .inputs import IMAGENET, Preprocessing
+from .precisions import list_precisions
 
 
 def _version(package: str) -> str | None:
@@ -204,6 +205,13 @@ def _describe(value) -> str:
     return kind if len(shown) > 40 else f"{kind} {shown}"
 
 
+def _is_precision(name) -> bool:
+    return isinstance(name, str) and name in list_precisions()
+
+
+PRECISION = _Kind(_is_precision, "a precision odexport knows (fp32, fp16, bf16, int8)")
+
+
 def _checked(path: Path, data) -> Manifest:
     fields = _Fields(path, data)
     format_ = fields.get("format", INTEGER, required=True)
@@ -217,7 +225,7 @@ def _checked(path: Path, data) -> Manifest:
     checked_shapes = fields.object("parity").get("input_shapes", _list_of(CHW, "a list of [C, H, W]")) or []
     return Manifest(
         path=path, format=format_, files=tuple(_inside(path.parent, name) for name in files),
-        precision=fields.get("precision", STRING, required=True),
+        precision=fields.get("precision", PRECISION, required=True),
         inputs=_tensors(fields, "inputs"), outputs=_tensors(fields, "outputs"),
         preprocessing=_preprocessing(fields), odconv_layers=_layers(fields),
         attention_batchnorm=semantics.get("attention_batchnorm", _Kind(lambda v: v in ("apply", "skip"),

@@ -164,7 +164,7 @@ def translate_odconv2d(x, weight, fc_weight, fc_bias, head_weight, head_bias, bi
     inputs = [x, weight, fc_weight, fc_bias, head_weight, head_bias] + [t for t in (bias, kernel_bias) if t is not None]
     attributes = {"strides": strides, "pads": pads, "dilations": dilations, "group": group,
                   "kernel_num": kernel_num, "head_sizes": head_sizes, "kernel_activation": kernel_activation}
-    attributes = {name: value for name, value in attributes.items() if DEFAULTS.get(name) != value}
+    # Every attribute is written, defaults included: a bare inliner need not apply a function's defaults.
     return Op(Opset(DOMAIN, DOMAIN_VERSION), OP_TYPE, node_schema())(*inputs, **attributes)
 
 
