@@ -209,7 +209,7 @@ def _is_precision(name) -> bool:
     return isinstance(name, str) and name in list_precisions()
 
 
-PRECISION = _Kind(_is_precision, "a precision odexport knows (fp32, fp16, bf16, int8)")
+PRECISION = _Kind(_is_precision, "a string naming a precision odexport knows (fp32, fp16, bf16, int8)")
 
 
 def _checked(path: Path, data) -> Manifest:
