@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from artifact_edits import edit_initializer, layer_initializers, scale_channel
+from clean_errors import assert_clean_error
 from odexport.cli.app import app
 from odexport.errors import InputError
 from odexport.verification import verify_artifact
@@ -22,17 +23,6 @@ runner = CliRunner()
 
 def run_cli(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_clean_error(result, *phrases: str) -> None:
-    """Exit 2, one error line and a hint line on stderr, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-2].startswith("error: ") and lines[-1].startswith("  hint: "), result.stderr
-    assert sum(line.startswith("error: ") for line in lines) == 1
-    for phrase in phrases:
-        assert phrase in result.stderr, (phrase, result.stderr)
 
 
 def edited(manifest: dict, **changes) -> dict:
@@ -99,7 +89,7 @@ def test_malformed_manifest_exits_2_naming_the_field_in_verify_profile_and_inspe
                  ("profile", artifact, "-n", "1", "--time", "0.1"),
                  ("inspect", artifact),
                  ("inspect", artifact / "model.onnx")):
-        assert_clean_error(run_cli(*args), "manifest.json", phrase)
+        assert_clean_error(run_cli(*args), 2, "manifest.json", phrase)
 
 
 def test_format_2_with_producer_and_runs_on_is_read(damaged, tiny_model):
@@ -150,7 +140,7 @@ def test_a_manifest_cannot_send_verify_to_a_model_outside_the_artifact(broken_be
     assert repr(listed) in caught.value.message
     for command in (("verify", broken, "-c", broken / "missing.pth.tar"), ("profile", broken, "-n", "1"),
                     ("inspect", broken)):
-        assert_clean_error(run_cli(*command), "outside the artifact directory", listed)
+        assert_clean_error(run_cli(*command), 2, "outside the artifact directory", listed)
 
 
 def test_a_symlink_inside_the_artifact_stays_readable(tiny_artifacts, tmp_path, tiny_model):

@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from artifact_edits import edit_initializer, layer_initializers, scale_channel, swap_rows
+from clean_errors import assert_clean_error
 from odexport.checkpoint import load_checkpoint
 from odexport.cli.app import app
 from odexport.verification import verify_artifact
@@ -22,17 +23,6 @@ ONE_BATCH = ("--batch", "6")  # the 6 default inputs in one forward: od_resnet18
 
 def run_cli(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_clean_error(result, exit_code: int, *phrases: str) -> None:
-    """Stderr ends with one error line and a hint line; no traceback."""
-    assert result.exit_code == exit_code, (result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-2].startswith("error: ") and lines[-1].startswith("  hint: "), result.stderr
-    assert sum(line.startswith("error: ") for line in lines) == 1
-    for phrase in phrases:
-        assert phrase in result.stderr, (phrase, result.stderr)
 
 
 @pytest.fixture(scope="module")
