@@ -14,7 +14,6 @@ from odexport.export import export_onnx
 from odexport.exporters import EXPORTERS
 from odexport.inspection import summarize_onnx
 from odexport.lowering import get_lowering, list_lowerings
-from odexport.models import list_models
 from odexport.odconv import describe_official
 from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
 from strategies import LayerCase, build_layer, tiny_od_net
@@ -95,12 +94,14 @@ def test_pointwise_single_kernel_layer_is_a_plain_conv_between_two_scalings(tmp_
     assert ops.count("Mul") == 2, ops  # channel attention before, filter attention after
 
 
-ZOO_OD = [name for name in list_models(odconv=True)]
+# One model per block type (basic, bottleneck, inverted residual): a lowering sees the same layer shapes in
+# the deeper variants, which tests/cli converts once each.
+ZOO_BLOCK_TYPES = ["od_resnet18", "od_resnet50", "od_mobilenetv2_050"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lowering", ["custom-op", "dynamic-weight"])
-@pytest.mark.parametrize("arch", ZOO_OD)
+@pytest.mark.parametrize("arch", ZOO_BLOCK_TYPES)
 def test_every_zoo_model_keeps_parity_with_every_lowering(official_checkpoint, tmp_path, arch, lowering):
     """The default lowering is covered for every zoo model by tests/cli; these are the others."""
     from odexport.conversion import convert_checkpoint
