@@ -243,12 +243,12 @@ def profile(
     """Measure latency (median, mean, p90, p99, min, max), throughput, compile and first-inference time and
     peak memory in ONNX Runtime and OpenVINO; with --layers, where the time goes per PyTorch module."""
     from odexport.console import ConsoleReporter
+    from odexport.pipeline import DEFAULT_LOWERING
     from odexport.profiling import profile as run_profile
     from odexport.profiling.comparison import compare as run_compare
     from odexport.profiling.comparison import parse_runtimes
-    from odexport.pipeline import DEFAULT_LOWERING
     from odexport.profiling.measure import Budget
-    from odexport.profiling.plot import check_plot_path, plot_comparison, plot_profile
+    from odexport.profiling.plot import check_plot_path
     from odexport.writable import check_writable_file
 
     def action() -> None:
@@ -273,17 +273,24 @@ def profile(
                     streams=streams, batch=batch, imgsz=imgsz, iterations=iterations, time=seconds,
                     layers=layers, lowering=lowering or DEFAULT_LOWERING, arch=arch, unsafe_pickle=unsafe_pickle,
                     reporter=reporter, progress=advance)
-        if compare:
-            render.comparison(stdout, result)
-        else:
-            render.profile(stdout, result, top=top)
-        if json_file:
-            stdout.print(f"Wrote {result.write_json(json_file)}")
-        if plot_file:
-            written = plot_comparison(result, plot_file) if compare else plot_profile(result, plot_file)
-            stdout.print(f"Wrote {written}")
+        _show_profile(result, compare, top, json_file, plot_file)
 
     _run(action, debug)
+
+
+def _show_profile(result, compare: bool, top: int, json_file: Path | None, plot_file: Path | None) -> None:
+    """A profile or comparison as tables, then the JSON and chart files asked for."""
+    from odexport.profiling.plot import plot_comparison, plot_profile
+
+    if compare:
+        render.comparison(stdout, result)
+    else:
+        render.profile(stdout, result, top=top)
+    if json_file:
+        stdout.print(f"Wrote {result.write_json(json_file)}")
+    if plot_file:
+        written = plot_comparison(result, plot_file) if compare else plot_profile(result, plot_file)
+        stdout.print(f"Wrote {written}")
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:

@@ -92,7 +92,8 @@ def _check_model_argument(model, example_input: torch.Tensor | None) -> None:
         raise InputError(f"model is a {type(model).__name__}, not an nn.Module or a checkpoint path",
                          hint="pass the PyTorch module, or the path of its checkpoint")
     if example_input is None:
-        raise InputError("an nn.Module needs an example input", hint="e.g. odexport.convert(model, torch.randn(1, 3, 224, 224))")
+        raise InputError("an nn.Module needs an example input",
+                         hint="e.g. odexport.convert(model, torch.randn(1, 3, 224, 224))")
 
 
 def _size_to_check(model, example_input: torch.Tensor | None, imgsz):

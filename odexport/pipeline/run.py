@@ -15,10 +15,10 @@ from ..parity import ParityReport
 from ..scratch import scratch_directory
 from ..staging import StagedDirectory
 from ..targets import get_target
+from .options import ConvertOptions
 from .stages import Job, choose_lowerings, export, load, prepare, read_input, rewrite
 from .writing import (artifact_files, calibrate, check_artifact, manifest_record, quantization_record,
                       write_target)
-from .options import ConvertOptions
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ def _convert(model: nn.Module, options: ConvertOptions, example_input: torch.Ten
         quantization = quantization_record(job, rewritten, model_file, samples)
         parity, verdict = check_artifact(job, rewritten, graph, model_file) if options.verify else (None, [])
         notes = rewritten.notes + verdict
-        record = manifest_record(job, rewritten, graph, artifact_files(staged.path, model_file),
-                                         notes=notes, parity=parity, quantization=quantization, choose=choose,
-                                         source=source, model_info=model_info)
+        record = manifest_record(job, rewritten, graph, artifact_files(staged.path, model_file), notes=notes,
+                                 parity=parity, quantization=quantization, choose=choose, source=source,
+                                 model_info=model_info)
         record.write(staged.path)
         final = staged.commit()
     return ConversionResult(final, final / model_file.relative_to(staged.path), record.to_json(), parity,

@@ -143,7 +143,9 @@ def _timing_context(target: Target, precision: str, export: ExportOptions) -> Ti
 def rewrite(job: Job, choose, unrecognised: list) -> Rewritten:
     """Lower every recognised layer as ``choose`` says; the generic path takes what no adapter describes."""
     options, reporter = job.options, job.reporter
-    action = "timing candidate lowerings per layer on the target runtime" if options.lowering == AUTO else options.lowering
+    action = options.lowering
+    if options.lowering == AUTO:
+        action = "timing candidate lowerings per layer on the target runtime"
     with reporter.stage("Rewrite", f"lowering ODConv layers ({action})") as stage:
         lowered, layers = lower_model(job.model, choose, options=AdapterOptions(options.attention_batchnorm))
         lowered, generic = take_generic_path(lowered, job.model, unrecognised, job.input.example)

@@ -11,8 +11,8 @@ import numpy as np
 from ..calibration import calibration_samples
 from ..export import ExportedGraph
 from ..manifest import ManifestRecord, TensorRecord, versions
-from ..parity import TOLERANCES, ParityReport, check_parity
 from ..inputs import parity_inputs
+from ..parity import TOLERANCES, ParityReport, check_parity
 from ..reference import reference_runner
 from ..runners import TorchRunner
 from ..targets import WriteRequest
@@ -84,7 +84,8 @@ def quantization_record(job: Job, rewritten: Rewritten, model_file: Path, sample
     return record
 
 
-def check_artifact(job: Job, rewritten: Rewritten, graph: ExportedGraph, model_file: Path) -> tuple[ParityReport, list[str]]:
+def check_artifact(job: Job, rewritten: Rewritten, graph: ExportedGraph,
+                   model_file: Path) -> tuple[ParityReport, list[str]]:
     """Parity of the written artifact against the PyTorch model, at each size and batch it must run at;
     raises (nothing is then written) unless the verdict is a pass; -> the report and notes on it."""
     options, size = job.options, job.input.size
