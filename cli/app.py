@@ -96,7 +96,7 @@ def convert(
     imgsz: ImgszOpt = "224",
     channels: ChannelsOpt = None,
     batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: dynamic, or 1 for a fixed-batch lowering]")] = None,
-    lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX: decomposed, custom-op, dynamic-weight, folded-weight, or auto (timed per layer on the target runtime).")] = "decomposed",
+    lowering: Annotated[Optional[str], typer.Option("--lowering", help="How ODConv layers are written in ONNX: decomposed, custom-op, dynamic-weight, folded-weight, or auto (timed per layer on the target runtime). [default: decomposed]")] = None,
     dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Symbolic input height and width.")] = False,
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify the graph with onnxsim.")] = True,
     arch: ArchOpt = None,
@@ -115,19 +115,19 @@ def convert(
 ) -> None:
     """Convert a checkpoint (or a file holding a whole module) to a deployable artifact and check it
     against PyTorch."""
-    from odexport.api import convert as convert_api
+    from odexport.api import convert_file
     from odexport.console import ConsoleReporter
+    from odexport.pipeline import convert_options
 
     def action() -> None:
-        result = convert_api(
-            checkpoint, target=target, output=output, imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
+        options = convert_options(
+            target=target, output=output, imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
             precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
             temperature=temperature, attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,
             allow_degenerate=allow_degenerate,
-            reporter=ConsoleReporter(),
         )
-        render.conversion(stdout, result)
+        render.conversion(stdout, convert_file(checkpoint, options, reporter=ConsoleReporter()))
 
     _run(action, debug)
 
@@ -243,11 +243,12 @@ def profile(
     """Measure latency (median, mean, p90, p99, min, max), throughput, compile and first-inference time and
     peak memory in ONNX Runtime and OpenVINO; with --layers, where the time goes per PyTorch module."""
     from odexport.console import ConsoleReporter
+    from odexport.pipeline import DEFAULT_LOWERING
     from odexport.profiling import profile as run_profile
     from odexport.profiling.comparison import compare as run_compare
     from odexport.profiling.comparison import parse_runtimes
     from odexport.profiling.measure import Budget
-    from odexport.profiling.plot import check_plot_path, plot_comparison, plot_profile
+    from odexport.profiling.plot import check_plot_path
     from odexport.writable import check_writable_file
 
     def action() -> None:
@@ -270,19 +271,26 @@ def profile(
                 result = run_profile(
                     source, runtime=runtime, precision=_split(precision) or "fp32", hint=hint, threads=threads,
                     streams=streams, batch=batch, imgsz=imgsz, iterations=iterations, time=seconds,
-                    layers=layers, lowering=lowering or "decomposed", arch=arch, unsafe_pickle=unsafe_pickle,
+                    layers=layers, lowering=lowering or DEFAULT_LOWERING, arch=arch, unsafe_pickle=unsafe_pickle,
                     reporter=reporter, progress=advance)
-        if compare:
-            render.comparison(stdout, result)
-        else:
-            render.profile(stdout, result, top=top)
-        if json_file:
-            stdout.print(f"Wrote {result.write_json(json_file)}")
-        if plot_file:
-            written = plot_comparison(result, plot_file) if compare else plot_profile(result, plot_file)
-            stdout.print(f"Wrote {written}")
+        _show_profile(result, compare, top, json_file, plot_file)
 
     _run(action, debug)
+
+
+def _show_profile(result, compare: bool, top: int, json_file: Path | None, plot_file: Path | None) -> None:
+    """A profile or comparison as tables, then the JSON and chart files asked for."""
+    from odexport.profiling.plot import plot_comparison, plot_profile
+
+    if compare:
+        render.comparison(stdout, result)
+    else:
+        render.profile(stdout, result, top=top)
+    if json_file:
+        stdout.print(f"Wrote {result.write_json(json_file)}")
+    if plot_file:
+        written = plot_comparison(result, plot_file) if compare else plot_profile(result, plot_file)
+        stdout.print(f"Wrote {written}")
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:

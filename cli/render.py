@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from odexport.conversion import ConversionResult
+from odexport.pipeline import ConversionResult
 
 
 def _millions(count: int) -> str:

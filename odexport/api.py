@@ -17,17 +17,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import check_finite, read_module
 from .console import Reporter
 from .calibration import DEFAULT_CALIBRATION_SIZE
-from .targets import FLAT
-from .conversion import DEFAULT_LOWERING, ConversionResult, convert_checkpoint, convert_model, layer_record
-from .checkpoint import check_finite, read_module
-from .convert_options import convert_options, parse_imgsz
 from .errors import InputError, UnknownArchitectureError
 from .input_channels import resolve_channels
 from .inputs import IMAGENET, Preprocessing
 from .manifest import stamped
+from .limits import parse_imgsz
+from .pipeline import (DEFAULT_BATCH, DEFAULT_LOWERING, ConversionResult, ConvertOptions, convert_checkpoint,
+                       convert_model, convert_options)
+from .pipeline.notes import layer_record
 from .renamed import renamed
+from .targets import FLAT
+
 
 def convert(
     model: nn.Module | str | Path,
@@ -40,7 +43,7 @@ def convert(
     calibration=None,
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     layout: str = FLAT,
-    batch: str | int | None = None,
+    batch: str | int | None = DEFAULT_BATCH,
     dynamic_size: bool = False,
     simplify: bool = True,
     verify: bool = True,
@@ -57,17 +60,11 @@ def convert(
     reporter: Reporter | None = None,
 ) -> ConversionResult:
     """Convert ``model`` (an nn.Module, or a checkpoint path) to ``target``; returns the artifact paths
-    (``output_dir``, ``model_file``), the ``manifest`` and the ``parity`` report.
+    (``output_dir``, ``model_file``), the ``manifest`` and the ``parity`` report. Every option is checked
+    before a checkpoint is read or a model run; odexport.pipeline.ConvertOptions says what each means.
 
     example_input: [B, C, H, W]; defines the input's channels and size (required for a module).
-    precision, calibration, calibration_size, layout: as convert_model (odexport.precisions).
     output: the artifact directory [default: <class name or checkpoint stem>_<target>].
-    temperature: sets the temperature of every recognised layer that keeps one outside the state dict.
-    attention_batchnorm: "apply" | "skip", for variants that skip their attention BatchNorm at batch 1.
-    exporter: "torchscript" | "dynamo", PyTorch's ONNX exporter to use; opset: the ONNX opset, within that
-    exporter's range (both recorded in the manifest; docs/exporters.md).
-    allow_degenerate: write the artifact even when PyTorch's outputs cannot tell a right artifact from a
-    wrong one (all near zero, constant, or the same for every input); otherwise an InputError.
     preprocessing: what a 3-channel input expects (photographs join the parity inputs; in grey for a
     1-channel input); None for a model that does not take normalised images.
     channels: the input's channels, checked against the model's first convolution (read from it when
@@ -75,52 +72,63 @@ def convert(
     imgsz, arch, unsafe_pickle: for a checkpoint path only.
     Raises InputError (bad input), ParityError (outputs differ beyond the tolerance; nothing written).
     """
+    _check_model_argument(model, example_input)
+    options = convert_options(
+        target=target, precision=precision, lowering=lowering, layout=layout, batch=batch, channels=channels,
+        imgsz=_size_to_check(model, example_input, imgsz), calibration=calibration,
+        calibration_size=calibration_size, temperature=temperature, attention_batchnorm=attention_batchnorm,
+        exporter=exporter, opset=opset, output=output, dynamic_size=dynamic_size, simplify=simplify,
+        verify=verify, allow_degenerate=allow_degenerate, preprocessing=preprocessing, arch=arch,
+        unsafe_pickle=unsafe_pickle)
     if isinstance(model, (str, Path)):
-        path = Path(model)
-        try:
-            return convert_checkpoint(path, target=target, output=None if output is None else Path(output),
-                                      imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
-                                      dynamic_size=dynamic_size, simplify=simplify, arch=arch,
-                                      unsafe_pickle=unsafe_pickle, verify=verify,
-                                      precision=precision, calibration=calibration,
-                                      calibration_size=calibration_size, layout=layout, temperature=temperature,
-                                      attention_batchnorm=attention_batchnorm, exporter=exporter,
-                                      opset=opset, allow_degenerate=allow_degenerate,
-                                      reporter=reporter)
-        except UnknownArchitectureError:
-            # Not a zoo model: a file holding the whole module is converted as that module.
-            whole = read_module(path, unsafe_pickle=unsafe_pickle)
-            if whole is None or arch is not None:
-                raise
-            if reporter is not None:
-                reporter.info(f"  - {path} holds a {type(whole).__name__} outside the zoo: converting that module")
-            model = whole
-            if example_input is None:
-                example_input = torch.zeros(1, resolve_channels(whole, channels), *parse_imgsz(imgsz))
-            output = output if output is not None else Path(f"{path.name.split('.')[0]}_{target}")
+        return convert_file(model, options, example_input=example_input, reporter=reporter)
+    return _convert_module(model, example_input, options, reporter)
+
+
+def _check_model_argument(model, example_input: torch.Tensor | None) -> None:
+    if isinstance(model, (str, Path)):
+        return
     if not isinstance(model, nn.Module):
         raise InputError(f"model is a {type(model).__name__}, not an nn.Module or a checkpoint path",
                          hint="pass the PyTorch module, or the path of its checkpoint")
     if example_input is None:
-        raise InputError("an nn.Module needs an example input", hint="e.g. odexport.convert(model, torch.randn(1, 3, 224, 224))")
-    example_size = tuple(example_input.shape[2:]) if example_input.dim() == 4 else imgsz
-    options = convert_options(target=target, precision=precision, lowering=lowering, layout=layout,
-                              imgsz=example_size, batch=batch, channels=channels, calibration=calibration,
-                              calibration_size=calibration_size, temperature=temperature,
-                              attention_batchnorm=attention_batchnorm)
-    for note in options.notes:
-        if reporter is not None:
-            reporter.info(note)
+        raise InputError("an nn.Module needs an example input",
+                         hint="e.g. odexport.convert(model, torch.randn(1, 3, 224, 224))")
+
+
+def _size_to_check(model, example_input: torch.Tensor | None, imgsz):
+    """The input size the options are checked at: a module's example input's, else ``imgsz``."""
+    if isinstance(model, nn.Module) and example_input is not None and example_input.dim() == 4:
+        return tuple(example_input.shape[2:])
+    return imgsz
+
+
+def convert_file(path: str | Path, options: ConvertOptions, *, example_input: torch.Tensor | None = None,
+                 reporter: Reporter | None = None) -> ConversionResult:
+    """Convert the checkpoint at ``path`` (or a file holding a whole module) as the checked ``options`` say:
+    what ``convert`` does for a path, and what the CLI calls with the options it built."""
+    path = Path(path)
+    try:
+        return convert_checkpoint(path, options, reporter=reporter)
+    except UnknownArchitectureError:
+        # Not a zoo model: a file holding the whole module is converted as that module.
+        whole = read_module(path, unsafe_pickle=options.unsafe_pickle)
+        if whole is None or options.arch is not None:
+            raise
+    if reporter is not None:
+        reporter.info(f"  - {path} holds a {type(whole).__name__} outside the zoo: converting that module")
+    if example_input is None:
+        example_input = torch.zeros(1, resolve_channels(whole, options.channels), *options.imgsz)
+    options = options.with_output(Path(f"{path.name.split('.')[0]}_{options.target}"))
+    return _convert_module(whole, example_input, options, reporter)
+
+
+def _convert_module(model: nn.Module, example_input: torch.Tensor, options: ConvertOptions,
+                    reporter: Reporter | None) -> ConversionResult:
     check_finite(model.state_dict(), type(model).__name__)
-    output = Path(output) if output is not None else Path(f"{type(model).__name__.lower()}_{target}")
-    return convert_model(model, target=target, output=output, batch=batch, lowering=lowering,
-                         dynamic_size=dynamic_size, simplify=simplify, verify=verify, preprocessing=preprocessing,
-                         precision=precision, calibration=calibration, calibration_size=calibration_size,
-                         layout=layout, channels=channels,
-                         example_input=example_input, temperature=temperature,
-                         attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,
-                         allow_degenerate=allow_degenerate,
-                         reporter=reporter, source={"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"})
+    options = options.with_output(Path(f"{type(model).__name__.lower()}_{options.target}"))
+    source = {"type": f"{type(model).__module__}.{type(model).__qualname__}", "format": "module"}
+    return convert_model(model, options, example_input=example_input, reporter=reporter, source=source)
 
 
 def verify(

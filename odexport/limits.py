@@ -1,5 +1,6 @@
-"""Bounds on the sizes a user can ask for, checked before anything is loaded: a typo such as
-``--imgsz 100000`` is refused in a second instead of after minutes of trying to allocate 120 GB."""
+"""The sizes a user can ask for (convert, verify and profile alike), parsed and bounded before anything is
+loaded: a typo such as ``--imgsz 100000`` is refused in a second instead of after minutes of trying to
+allocate 120 GB."""
 
 from __future__ import annotations
 
@@ -12,6 +13,24 @@ MAX_CALIBRATION_SIZE = 10_000
 # PyTorch alone measured 90 (MobileNetV2) to 380 (ResNet-18); export and runtimes add more: a floor.
 ACTIVATION_BYTES_PER_INPUT_VALUE = 64
 SAMPLE_BYTES_PER_VALUE = 4  # calibration and parity samples are float32
+
+
+def parse_imgsz(value: str | int | tuple[int, int]) -> tuple[int, int]:
+    """224 -> (224, 224); "224,160" -> (224, 160)."""
+    if isinstance(value, tuple):
+        size = value
+    else:
+        try:
+            parts = [int(part) for part in str(value).replace("x", ",").split(",")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            raise InputError(f"image size {value!r} is not an int or H,W", hint="e.g. --imgsz 224 or --imgsz 224,160")
+        size = (parts[0], parts[-1])
+    if min(size) < 8:
+        raise InputError(f"image size {size} is too small", hint="use at least 8 pixels per side")
+    check_side(size)
+    return size
 
 
 def check_side(size: tuple[int, int], option: str = "--imgsz") -> None:

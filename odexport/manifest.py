@@ -1,5 +1,8 @@
-"""The manifest written beside every artifact: where it came from, what it expects, how it was checked;
-and :func:`read_manifest`, the one reader, which checks every field verify, profile and inspect use."""
+"""The manifest written beside every artifact: where it came from, what it expects, how it was checked.
+
+This module owns its format both ways: :class:`ManifestRecord` is what convert writes
+(``ManifestRecord.write``), and :func:`read_manifest`, the one reader, checks every field verify, profile
+and inspect use and returns them as a :class:`Manifest`."""
 
 from __future__ import annotations
 
@@ -53,7 +56,10 @@ class TensorRecord:
 
     name: str
     shape: tuple[int | str | None, ...]
-    dtype: str
+    dtype: str = "float32"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,63 @@ class Manifest:
                 "files": list(self.files), "inputs": {t.name: list(t.shape) for t in self.inputs},
                 "outputs": {t.name: list(t.shape) for t in self.outputs},
                 "odconv_layers": [layer.path for layer in self.odconv_layers]}
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """What convert writes, field by field in the order of the file (format MANIFEST_FORMAT, marked as
+    MANIFEST_PRODUCER's); read_manifest reads it back as a Manifest.
+
+    source: where the model came from (a checkpoint's path, sha256 and format, or a module's type);
+    model: what the checkpoint loader inferred, None for a module. files: inside the artifact directory,
+    the model file first. eval_semantics: the attention BatchNorm choice and the temperature set.
+    odconv_layers, generic_layers: one record per layer (pipeline.notes.layer_record, GenericLayer.record).
+    parity: the ParityReport as a dict, None when not verified; quantization: None unless quantized.
+    """
+
+    source: dict | None
+    model: dict | None
+    target: str
+    runs_on: tuple[str, ...] | None
+    lowering: str
+    export: dict
+    precision: str
+    layout: str
+    simplified: bool
+    dynamic: dict
+    files: tuple[str, ...]
+    eval_semantics: dict
+    notes: tuple[str, ...]
+    inputs: tuple[TensorRecord, ...]
+    outputs: tuple[TensorRecord, ...]
+    preprocessing: Preprocessing | None
+    odconv_layers: tuple[dict, ...]
+    generic_layers: tuple[dict, ...]
+    versions: dict
+    parity: dict | None
+    quantization: dict | None
+    format: int = MANIFEST_FORMAT
+    producer: str = MANIFEST_PRODUCER
+
+    def to_json(self) -> dict:
+        """The manifest as written: format and producer first, then the fields in declaration order."""
+        return {
+            "format": self.format, "producer": self.producer, "source": self.source, "model": self.model,
+            "target": self.target, "runs_on": None if self.runs_on is None else list(self.runs_on),
+            "lowering": self.lowering, "export": self.export, "precision": self.precision, "layout": self.layout,
+            "simplified": self.simplified, "dynamic": self.dynamic, "files": list(self.files),
+            "eval_semantics": self.eval_semantics, "notes": list(self.notes),
+            "inputs": [tensor.to_json() for tensor in self.inputs],
+            "outputs": [tensor.to_json() for tensor in self.outputs],
+            "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
+            "odconv_layers": list(self.odconv_layers), "generic_layers": list(self.generic_layers),
+            "versions": self.versions, "parity": self.parity, "quantization": self.quantization,
+        }
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / MANIFEST_NAME
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
+        return path
 
 
 def read_manifest(directory: Path) -> Manifest:

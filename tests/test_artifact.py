@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from odexport.artifact import MANIFEST, StagedDirectory
+from odexport.staging import MANIFEST, StagedDirectory
 from odexport.errors import OutputError
 from odexport.manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER
 from odexport.scratch import OWNER_FILE
@@ -154,7 +154,7 @@ def child(code: str) -> subprocess.Popen:
 
 def test_stale_staging_of_a_killed_run_is_removed_and_a_live_runs_is_kept(tmp_path):
     output = tmp_path / "out"
-    stage = f"from odexport.artifact import StagedDirectory\nstaged = StagedDirectory({str(output)!r})"
+    stage = f"from odexport.staging import StagedDirectory\nstaged = StagedDirectory({str(output)!r})"
     killed, live = child(stage), child(stage)
     try:
         killed.send_signal(signal.SIGKILL)

@@ -15,6 +15,7 @@ from torch import nn
 from ..calibration import SYNTHETIC
 from ..console import Reporter, SilentReporter
 from ..errors import InputError, OdexportError
+from ..limits import parse_imgsz
 from ..manifest import stamped
 from ..scratch import scratch_directory
 from .machine import machine
@@ -135,8 +136,6 @@ def compare_models(
     attempts: how many times a group may be measured while its CPUs read apart (odexport/profiling/
     placement.py) before the last measurement is kept; placements: the probes of earlier comparisons
     on this machine (a benchmark of several models passes one log), which tell apart from together."""
-    from ..conversion import parse_imgsz
-
     reporter = reporter or SilentReporter()
     placements = placements if placements is not None else PlacementLog()
     attempts = max(1, attempts)

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..renamed import renamed
 from ..input_channels import DEFAULT_CHANNELS
 from ..scratch import scratch_directory
-from ..limits import check_input_memory
+from ..limits import check_input_memory, parse_imgsz
 from ..verification.artifact import Artifact, read_artifact
 from ..verification.options import input_size_for, parse_batches
 from ..verification.runtimes import left_out_note
@@ -178,8 +178,6 @@ def _as_list(value) -> list:
 
 
 def _parse_size(imgsz) -> tuple[int, int] | None:
-    from ..conversion import parse_imgsz
-
     return None if imgsz is None else parse_imgsz(imgsz)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
-from ..limits import check_input_memory
+from ..limits import check_input_memory, parse_imgsz
 from ..localize import localize
 from ..parity import check_parity, degenerate_sentence
 from ..reference import reference_runner
@@ -72,8 +72,6 @@ def verify_artifact(
     such a pass is an InputError. A failure stands either way: the artifact differs from PyTorch.
     Raises InputError on bad input, never on a parity failure: see VerifyReport.raise_for_failure.
     """
-    from ..conversion import parse_imgsz
-
     reporter = reporter or SilentReporter()
     found = read_artifact(Path(artifact))
     runtimes = choose_runtimes(runtime, found.model_file, runs_on=found.runs_on)

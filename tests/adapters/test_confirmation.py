@@ -23,7 +23,7 @@ from odexport.adapters import (
     unregister_adapter,
 )
 from odexport.adapters.official import OFFICIAL
-from odexport.conversion import parity_hint
+from odexport.pipeline.verdict import parity_hint
 from odexport.errors import InputError
 from odexport.models import ODConv2d
 from odexport.rewrite import find_odconv_layers, find_unrecognised_layers

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from odexport.checkpoint import load_checkpoint, save_official_checkpoint
 from odexport.cli.app import app
-from odexport.conversion import convert_checkpoint, convert_model, judge_parity
+from odexport.conversion import convert_checkpoint, convert_model
+from odexport.pipeline.verdict import judge_parity
 from odexport.errors import InputError, ParityError
 from odexport.inputs import parity_inputs
 from odexport.models import ODConv2d, create_model, randomize_

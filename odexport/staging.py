@@ -162,8 +162,3 @@ def _clean_after_killed_runs(output: Path, reporter: Reporter) -> None:
             shutil.rmtree(path, ignore_errors=True)
             reporter.info(f"  - removed stale earlier output {path} left by an interrupted run (pid {pid})")
 
-
-def write_manifest(directory: Path, manifest: dict) -> Path:
-    path = directory / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return path
