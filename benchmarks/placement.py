@@ -24,7 +24,8 @@ import numpy as np
 from odexport.conversion import convert_model
 from odexport.profiling.machine import machine
 from odexport.profiling.placement import Placement, split_ns
-from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.openvino import OpenVINORunner
 from sweep import RESULTS, build
 
 RUNNERS = {"openvino": lambda path, threads: OpenVINORunner(path, threads=threads, precision="f32"),

@@ -24,8 +24,8 @@ from odexport.conversion import convert_model
 from odexport.inputs import parity_inputs
 from odexport.models import create_model, randomize_
 from odexport.parity import Tolerance, check_parity
-from odexport.runners import TorchRunner
-from odexport.targets import get_target, list_targets
+from odexport.backends.torch import TorchRunner
+from odexport.backends import get_target, list_targets
 
 MODELS = (("od_mobilenetv2_050", 4), ("od_resnet18", 4))
 MEASURE_ONLY = Tolerance("measure", atol=float("inf"), rtol=0.0)

@@ -19,7 +19,7 @@ from torch import nn
 
 from .console import Reporter
 from .calibration import DEFAULT_CALIBRATION_SIZE
-from .targets import FLAT
+from .backends import FLAT
 from .conversion import DEFAULT_LOWERING, ConversionResult, convert_checkpoint, convert_model, layer_record
 from .checkpoint import check_finite, read_module
 from .convert_options import convert_options, parse_imgsz

@@ -15,6 +15,9 @@ from torch import nn
 
 from .adapters import AdapterOptions
 from .artifact import StagedDirectory, write_manifest
+from .backends import FLAT, WriteRequest, get_target
+from .backends.quantization import odconv_quantization
+from .backends.torch import TorchRunner, reference_runner
 from .calibration import DEFAULT_CALIBRATION_SIZE, calibration_samples
 from .checkpoint import load_checkpoint
 from .console import Reporter, SilentReporter
@@ -29,13 +32,10 @@ from .lowering import get_lowering
 from .lowering.auto import AUTO, MeasuredChooser, auto_candidates, layer_chooser
 from .lowering.tuning import TimingContext, cpu_model
 from .manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER, versions
-from .parity import TOLERANCES, ParityReport, check_parity, degenerate_sentence
+from .parity import ParityReport, check_parity, degenerate_sentence
 from .precisions import get_precision
-from .reference import reference_runner
 from .rewrite import ODConvLayer, find_unrecognised_layers, lower_model, odconv_input_shapes, set_temperatures
-from .runners import TorchRunner
 from .scratch import scratch_directory
-from .targets import FLAT, WriteRequest, get_target
 
 DEFAULT_LOWERING = "decomposed"
 # Batch sizes a dynamic-batch artifact is checked at: 1 and a size that is neither 1 nor a power of two.
@@ -176,7 +176,7 @@ def convert_model(
     batch: an int, "dynamic", or None for dynamic where the lowering allows it and 1 otherwise.
     dynamic_size: symbolic height and width (parity is then checked at a second size too).
     simplify: run onnxsim on the exported graph (parity is checked on the simplified artifact).
-    precision: a name in odexport.precisions the target writes; parity uses its TOLERANCES preset.
+    precision: a name in odexport.precisions the target writes; parity uses its tolerance preset.
     calibration: for int8, "synthetic", a folder of images, or preprocessed samples [N, 3, H, W];
     the first ``calibration_size`` are used. layout: FLAT, or "ovms" (openvino: <name>/1/model.xml).
     temperature: sets every recognised layer's temperature kept outside the state dict.
@@ -283,8 +283,6 @@ def convert_model(
             stage.result = f"{model_file.relative_to(staged.path)}"
         quantization = None
         if samples is not None:
-            from .quantization import odconv_quantization
-
             quantization = {"calibration": str(calibration) if not isinstance(calibration, np.ndarray)
                             else "array (from Python)", "calibration_samples": len(samples)}
             quantization |= odconv_quantization(model_file, layers)
@@ -300,7 +298,7 @@ def convert_model(
                 checks = (fixed_batch,) if fixed_batch else DYNAMIC_BATCH_CHECKS
                 sample_sets = [parity_inputs(s, channels=channels, preprocessing=preprocessing) for s in sizes]
                 parity = check_parity(reference, runner, sample_sets, batch_sizes=checks,
-                                      tolerance=TOLERANCES[precision])
+                                      tolerance=get_precision(precision).tolerance)
                 stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
             for note in judge_parity(parity, precision, output, allow_degenerate, parity_hint(layers)):
                 reporter.info(f"  - {note}")

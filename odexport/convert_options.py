@@ -15,7 +15,7 @@ from .errors import InputError
 from .limits import (MAX_BATCH, MAX_CALIBRATION_SIZE, SAMPLE_BYTES_PER_VALUE, check_count, check_input_memory,
                      check_memory, check_side)
 from .precisions import get_precision
-from .targets import get_target
+from .backends import get_target
 
 DEFAULT_CHANNELS = 3  # for the memory estimate when the model has not been read yet
 DYNAMIC_BATCH_PEAK = 3  # the largest batch a dynamic-batch artifact is checked at (conversion.DYNAMIC_BATCH_CHECKS)

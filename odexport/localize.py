@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .graph import TensorGraph
+from .backends.base import Runner
+from .backends.graph import TensorGraph
 from .inputs import batches
 from .parity import Tolerance
 from .rewrite import find_following_batchnorms, odconv_layer_paths
-from .runners import Runner
 
 
 class ExposingRuntime(Protocol):

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx.inliner
+import openvino.opset13 as ops
+from openvino.frontend.onnx import ConversionExtension
 
-from .lowering.custom_op import DEFAULTS, DOMAIN, KERNEL_ACTIVATION_CODES, OP_TYPE
+from ...lowering.custom_op import DEFAULTS, DOMAIN, KERNEL_ACTIVATION_CODES, OP_TYPE
 
 
 def odconv_conversion_extension():
     """An ``openvino.frontend.onnx.ConversionExtension`` for ai.odexport::ODConv2d."""
-    from openvino.frontend.onnx import ConversionExtension
-
     return ConversionExtension(OP_TYPE, DOMAIN, _convert_odconv2d)
 
 
@@ -33,8 +34,6 @@ def inline_odconv_functions(model: onnx.ModelProto) -> onnx.ModelProto:
     For files odexport writes now the bare ``onnx.inliner`` does the same; the two repairs here are for
     files of earlier releases (softmax nodes without kernel_activation, a body reading the bias as Gemm's C).
     """
-    import onnx.inliner
-
     model = _with_default_attributes(model)
     inlined = onnx.inliner.inline_selected_functions(model, [(DOMAIN, OP_TYPE)])
     # The inliner writes a missing optional input (ODConv2d's bias) as "". That means "absent" in ONNX,
@@ -64,8 +63,6 @@ def _with_default_attributes(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _convert_odconv2d(node) -> list:
     """node: an openvino NodeContext of one ODConv2d; returns its output [B, O, Ho, Wo]."""
-    import openvino.opset13 as ops
-
     x, weight, fc_weight, fc_bias, head_weight, head_bias = (node.get_input(i) for i in range(6))
     bias = node.get_input(6) if node.get_input_size() > 6 else None
     kernel_bias = node.get_input(7) if node.get_input_size() > 7 else None
