@@ -152,15 +152,8 @@ def compare_models(
     runs: list[tuple[str, RunProfile, Placement]] = []
     with scratch_directory("compare", reporter) as work:
         exporters = _exporters(model, twin, lowerings, naive, size, Path(work), reporter, notes)
-        # Variants measured side by side share a group; a group's sessions are alive together and timed in
-        # interleaved rounds, so the twin and each lowering see the same load.
-        groups = [(batch, runtime, precision, _variants(exporters, precision))
-                  for batch in batch_sizes for runtime in runtimes
-                  for precision in precisions if precision in get_backend(runtime).precisions]
-        if eager:
-            groups += [(batch, EAGER_RUNTIME, "fp32", [STATIC, EAGER]) for batch in batch_sizes]
-        total = sum(len(variants) for *_, variants in groups)
-        done = 0
+        groups = _groups(exporters, runtimes, precisions, batch_sizes, eager)
+        total, done = sum(len(variants) for *_, variants in groups), 0
         for batch, runtime, precision, variants in groups:
             sessions = []
             for variant in variants:
@@ -169,12 +162,8 @@ def compare_models(
                 done += 1
                 sessions += _session(variant, model, twin, exporters, runtime, precision, (batch, 3, *size),
                                      threads, notes)
-            group = f"{runtime} {precision} batch {batch}"
-            measured, placement = _measure(sessions, group, budget, rounds, max(1, attempts), placements,
-                                           reporter, notes)
-            runs += [(session.label, run, placement) for session, run in zip(sessions, measured)]
-            for session in sessions:
-                session.close()
+            runs += _measure(sessions, f"{runtime} {precision} batch {batch}", budget, rounds, max(1, attempts),
+                             placements, reporter, notes)
         if progress:
             progress(total, total, "done")
     static = {run.key: run.latency.median_ms for variant, run, _ in runs if variant == STATIC}
@@ -182,6 +171,19 @@ def compare_models(
                             placement)
                  for variant, run, placement in runs)
     return CompareReport(name, twin_name, tuple(size), threads, rows, machine(), tuple(dict.fromkeys(notes)))
+
+
+def _groups(exporters: dict, runtimes: Sequence[str], precisions: Sequence[str], batch_sizes: Sequence[int],
+            eager: bool) -> list[tuple[int, str, str, list[str]]]:
+    """(batch, runtime, precision, variants) per group. Variants measured side by side share a group; a
+    group's sessions are alive together and timed in interleaved rounds, so the twin and each lowering see
+    the same load."""
+    groups = [(batch, runtime, precision, _variants(exporters, precision))
+              for batch in batch_sizes for runtime in runtimes
+              for precision in precisions if precision in get_backend(runtime).precisions]
+    if eager:
+        groups += [(batch, EAGER_RUNTIME, "fp32", [STATIC, EAGER]) for batch in batch_sizes]
+    return groups
 
 
 def _session(variant: str, model: nn.Module, twin: nn.Module, exporters: dict, runtime: str, precision: str,
@@ -202,8 +204,10 @@ def _session(variant: str, model: nn.Module, twin: nn.Module, exporters: dict, r
 
 
 def _measure(sessions: list[Session], group: str, budget: Budget, rounds: int, attempts: int,
-             placements: PlacementLog, reporter: Reporter, notes: list[str]) -> tuple[list[RunProfile], Placement]:
-    """The group's sessions timed together, again (up to ``attempts`` times) while the CPUs read apart."""
+             placements: PlacementLog, reporter: Reporter,
+             notes: list[str]) -> list[tuple[str, RunProfile, Placement]]:
+    """The group's sessions timed together, again (up to ``attempts`` times) while the CPUs read apart, then
+    closed: (label, run, placement) each."""
     with reporter.stage("Measure", f"{len(sessions)} variants, {group}"):
         for attempt in range(1, attempts + 1):
             measured, placement = Placement.around(lambda: interleaved(sessions, budget, rounds))
@@ -215,7 +219,9 @@ def _measure(sessions: list[Session], group: str, budget: Budget, rounds: int, a
             else:
                 notes.append(f"{group}: measured with the CPUs apart ({placement.describe()})"
                              + (f" in all {attempts} attempts" if attempts > 1 else ""))
-    return measured, placement
+    for session in sessions:
+        session.close()
+    return [(session.label, run, placement) for session, run in zip(sessions, measured)]
 
 
 def _exporters(model: nn.Module, twin: nn.Module, lowerings: list[str], naive: bool, size: tuple[int, int],

@@ -96,24 +96,31 @@ def profile(
             check_input_memory(max(asked_batches or (1,)), DEFAULT_CHANNELS, size)  # before the checkpoint loads
             units = _convert(source, lowering, asked_batches or (1,), size, arch, unsafe_pickle, workdir, reporter)
         plan = _plan(units, runtime, options, hint, notes)
-        runs: list[RunProfile] = []
-        for index, (unit, chosen, precision, batch) in enumerate(plan):
-            description = f"{chosen.name} {precision} batch {batch}"
-            if progress:
-                progress(index, len(plan), description)
-            with reporter.stage("Profile", description) as stage:
-                run = measure_runtime(
-                    unit.model_file.name, chosen, unit.model_file,
-                    RunOptions(precision, hint, threads or None, streams), (batch, unit.channels, *size), budget,
-                    odconv_layers=list(unit.odconv_layers), workdir=workdir)
-                stage.result = f"median {run.latency.median_ms:.2f} ms, {run.throughput:.1f} images/s"
-            runs.append(run)
-        if progress:
-            progress(len(plan), len(plan), "done")
+        runs = _measure(plan, size, budget, hint, threads or None, streams, workdir, reporter, progress)
     model_files = sorted({str(unit.model_file) for unit in units})
     return ProfileReport(str(source), model_files[0] if len(model_files) == 1 else ", ".join(model_files),
                          tuple(size), tuple(runs), machine(), units[0].odconv_layers,
                          tuple(dict.fromkeys(notes)))
+
+
+def _measure(plan: list[tuple[_Unit, Backend, str, int]], size: tuple[int, int], budget: Budget, hint: str,
+             threads: int | None, streams: int | None, workdir: Path, reporter: Reporter,
+             progress: Progress | None) -> list[RunProfile]:
+    """Each planned configuration measured alone, in order."""
+    runs = []
+    for index, (unit, chosen, precision, batch) in enumerate(plan):
+        description = f"{chosen.name} {precision} batch {batch}"
+        if progress:
+            progress(index, len(plan), description)
+        with reporter.stage("Profile", description) as stage:
+            run = measure_runtime(unit.model_file.name, chosen, unit.model_file,
+                                  RunOptions(precision, hint, threads, streams), (batch, unit.channels, *size),
+                                  budget, odconv_layers=list(unit.odconv_layers), workdir=workdir)
+            stage.result = f"median {run.latency.median_ms:.2f} ms, {run.throughput:.1f} images/s"
+        runs.append(run)
+    if progress:
+        progress(len(plan), len(plan), "done")
+    return runs
 
 
 def _artifact_unit(source: Path, asked_batches: tuple[int, ...] | None, imgsz) -> tuple[list[_Unit], tuple[int, int]]:

@@ -9,7 +9,8 @@ by odexport.localize (check.py) -> a VerifyReport (report.py), saved as JSON or 
 from .artifact import Artifact, read_artifact
 from .check import verify_artifact
 from .options import parse_batches, resolve_tolerance
-from .report import RuntimeVerification, VerifyReport, write_reports
+from .junit import write_reports
+from .report import RuntimeVerification, VerifyReport
 
 __all__ = [
     "Artifact", "RuntimeVerification", "VerifyReport",

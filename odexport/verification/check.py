@@ -92,20 +92,8 @@ def verify_artifact(
     kinds = sample_inputs(size, found.preprocessing, None if images is None else Path(images), found.channels or 3)
     model = _with_eval_semantics(model, found, notes)
     check = _Check(found, model, np.concatenate(list(kinds.values())), sizes, size, tolerance, layers, reporter)
-    results = []
     with scratch_directory("verify", reporter) as work:
-        for chosen in runtimes:
-            try:
-                runner = build_runner(chosen, found.model_file)
-            except InputError as error:
-                if runtime != ALL or (chosen is runtimes[-1] and not results):
-                    raise
-                notes.append(f"skipped {chosen.name}: {error.message}")  # "all" means all that can
-                continue
-            start = time.perf_counter()
-            parity = check.parity(chosen, runner)
-            del runner  # free the session before PyTorch runs again: ONNX Runtime's idle threads spin a while
-            results.append(check.localized(chosen, parity, Path(work), start))
+        results = check.every(runtimes, Path(work), skip_unloadable=runtime == ALL, notes=notes)
     _judge_degenerate(results, notes, allow_degenerate)
     return VerifyReport(
         artifact=str(artifact), model_file=str(found.model_file),
@@ -124,6 +112,25 @@ class _Check:
         semantics = found.eval_semantics.get("attention_batchnorm")
         torch_runner = TorchRunner(model, (found.input_name,), found.output_names)
         self.reference = _OncePerBatch(reference_runner(torch_runner, semantics))
+
+    def every(self, backends: list[Backend], workdir: Path, *, skip_unloadable: bool,
+              notes: list[str]) -> list[RuntimeVerification]:
+        """Each backend's result in turn; skip_unloadable: a backend that cannot load the file is noted and
+        skipped ("all" means all that can), unless no other runtime was checked."""
+        results = []
+        for backend in backends:
+            try:
+                runner = build_runner(backend, self.found.model_file)
+            except InputError as error:
+                if not skip_unloadable or (backend is backends[-1] and not results):
+                    raise
+                notes.append(f"skipped {backend.name}: {error.message}")
+                continue
+            start = time.perf_counter()
+            parity = self.parity(backend, runner)
+            del runner  # free the session before PyTorch runs again: ONNX Runtime's idle threads spin a while
+            results.append(self.localized(backend, parity, workdir, start))
+        return results
 
     def parity(self, backend: Backend, runner: Runner) -> ParityReport:
         with self.reporter.stage("Parity", f"PyTorch vs {backend.name} at {self.size[0]}x{self.size[1]}, batch "

@@ -21,7 +21,8 @@ from odexport.adapters import AdapterOptions, find_adapter
 from odexport.lowering.custom_op import DOMAIN, DOMAIN_VERSION, OP_TYPE, attach_function, node_attributes
 from odexport.models import create_model, randomize_
 from odexport.odconv import describe_official, reference_forward
-from odexport.backends.openvino.extension import inline_odconv_functions, odconv_conversion_extension
+from odexport.backends.custom_op import inline_odconv_functions
+from odexport.backends.openvino.extension import odconv_conversion_extension
 from odexport.rewrite import find_odconv_layers
 from odexport.backends.onnxruntime import OnnxRuntimeRunner
 from odexport.backends.openvino import OpenVINORunner
