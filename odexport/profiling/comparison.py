@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -27,7 +27,6 @@ from ..precisions import get_precision
 from ..scratch import scratch_directory
 from .machine import machine
 from .measure import Budget, Session, TorchSession, interleaved, runtime_session
-from .placement import Placement, PlacementLog
 from .profile import DEFAULT_THREADS, Progress
 from .result import RunProfile, check_schema, run_from_dict, write_json
 
@@ -42,13 +41,26 @@ EAGER_RUNTIME = "pytorch"  # the runtime column of PyTorch eager rows
 @dataclass(frozen=True)
 class CompareRow:
     """variant: a lowering's name, STATIC, NAIVE or EAGER; ratio: median latency over the static twin's at
-    the same runtime, precision and batch (None when the twin was not measured there); placement: how
-    close the two CPUs sat while this row's group was measured (odexport/profiling/placement.py)."""
+    the same runtime, precision and batch (None when the twin was not measured there); placement: what a
+    PlacementProbe recorded around this row's group (its fields), None when none was given."""
 
     variant: str
     run: RunProfile
     ratio: float | None
-    placement: Placement | None = None
+    placement: dict | None = None
+
+
+T = TypeVar("T")
+
+
+class PlacementProbe(Protocol):
+    """How the CPUs sat around one measured group, for benchmarks on machines where that moves (the CPU
+    placement probe of benchmarks/placement.py). around(measure) -> (its result, a placement: a dataclass
+    with describe()); apart(placement): whether it read apart, so the group is measured again."""
+
+    def around(self, measure: Callable[[], T]) -> tuple[T, Any]: ...
+
+    def apart(self, placement: Any) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,7 @@ class CompareReport:
     @classmethod
     def from_dict(cls, data: dict) -> "CompareReport":
         check_schema(data)
-        rows = tuple(CompareRow(row["variant"], run_from_dict(row["run"]), row["ratio"],
-                                Placement(**row["placement"]) if row.get("placement") else None)
+        rows = tuple(CompareRow(row["variant"], run_from_dict(row["run"]), row["ratio"], row.get("placement"))
                      for row in data["rows"])
         return cls(data["model"], data["twin"], tuple(data["input_size"]), data["threads"], rows, data["machine"],
                    tuple(data.get("notes", ())))
@@ -131,17 +142,15 @@ def compare_models(
     reporter: Reporter | None = None,
     progress: Progress | None = None,
     attempts: int = 1,
-    placements: PlacementLog | None = None,
+    placements: PlacementProbe | None = None,
 ) -> CompareReport:
     """Every variant at every batch size in every runtime (None: those "all" means) and precision it
     offers (eager: fp32 only); budget: per variant and configuration, spread over ``rounds`` interleaved
     rounds.
 
-    attempts: how many times a group may be measured while its CPUs read apart (odexport/profiling/
-    placement.py) before the last measurement is kept; placements: the probes of earlier comparisons
-    on this machine (a benchmark of several models passes one log), which tell apart from together."""
+    placements: probes where the CPUs sat around each group (None: not probed); attempts: how many times a
+    group may be measured while they read apart before the last measurement is kept."""
     reporter = reporter or SilentReporter()
-    placements = placements if placements is not None else PlacementLog()
     size = parse_imgsz(imgsz)
     runtimes = tuple(runtimes) if runtimes is not None else default_runtimes()
     unknown = [r for r in runtimes if r not in list_backends()]
@@ -149,7 +158,7 @@ def compare_models(
         raise InputError(f"unknown runtime {', '.join(unknown)}", hint=f"choose from: {', '.join(list_backends())}")
     lowerings = list(lowerings if lowerings is not None else default_lowerings())
     notes: list[str] = []
-    runs: list[tuple[str, RunProfile, Placement]] = []
+    runs: list[tuple[str, RunProfile, dict | None]] = []
     with scratch_directory("compare", reporter) as work:
         exporters = _exporters(model, twin, lowerings, naive, size, Path(work), reporter, notes)
         groups = _groups(exporters, runtimes, precisions, batch_sizes, eager)
@@ -204,14 +213,17 @@ def _session(variant: str, model: nn.Module, twin: nn.Module, exporters: dict, r
 
 
 def _measure(sessions: list[Session], group: str, budget: Budget, rounds: int, attempts: int,
-             placements: PlacementLog, reporter: Reporter,
-             notes: list[str]) -> list[tuple[str, RunProfile, Placement]]:
+             placements: PlacementProbe | None, reporter: Reporter,
+             notes: list[str]) -> list[tuple[str, RunProfile, dict | None]]:
     """The group's sessions timed together, again (up to ``attempts`` times) while the CPUs read apart, then
     closed: (label, run, placement) each."""
+    placement = None
     with reporter.stage("Measure", f"{len(sessions)} variants, {group}"):
         for attempt in range(1, attempts + 1):
-            measured, placement = Placement.around(lambda: interleaved(sessions, budget, rounds))
-            placements.add(placement)
+            if placements is None:
+                measured = interleaved(sessions, budget, rounds)
+                break
+            measured, placement = placements.around(lambda: interleaved(sessions, budget, rounds))
             if not placements.apart(placement):
                 break
             if attempt < attempts:
@@ -221,7 +233,8 @@ def _measure(sessions: list[Session], group: str, budget: Budget, rounds: int, a
                              + (f" in all {attempts} attempts" if attempts > 1 else ""))
     for session in sessions:
         session.close()
-    return [(session.label, run, placement) for session, run in zip(sessions, measured)]
+    recorded = None if placement is None else asdict(placement)
+    return [(session.label, run, recorded) for session, run in zip(sessions, measured)]
 
 
 def _exporters(model: nn.Module, twin: nn.Module, lowerings: list[str], naive: bool, size: tuple[int, int],
