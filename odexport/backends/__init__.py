@@ -6,8 +6,11 @@ A backend module registers its Backend (how verify and profile run a model file)
 (what convert writes for it); base.py holds what they share without importing any runtime.
 """
 
-from . import onnxruntime, openvino, onnx_reference  # noqa: F401  (each registers itself; the order is
-# each file's default: ONNX Runtime for .onnx, OpenVINO for .xml)
+# Each module registers itself, in this order: the first backend reading a suffix is that file's default
+# (ONNX Runtime for .onnx, OpenVINO for .xml), and listings follow it.
+from . import onnxruntime  # noqa: F401, I001
+from . import openvino  # noqa: F401
+from . import onnx_reference  # noqa: F401
 from .base import FLAT, HINTS, MODEL_STEM, RUNS_ON_KEY, RunOptions, Runner, WriteRequest, flatten_outputs
 from .registry import (
     ALL, Backend, Target, backends_reading, build_runner, choose_runtimes, get_backend, get_target, left_out_note,
