@@ -34,8 +34,8 @@ from odexport.errors import ParityError
 from odexport.inputs import preprocess
 from odexport.models import ODConv2d, create_model
 from odexport.models.registry import register_model
-from odexport.runners import TorchRunner
-from odexport.targets import get_target, list_targets
+from odexport.backends.torch import TorchRunner
+from odexport.backends import get_target, list_targets
 
 ARCH = "od_digitnet"
 KERNEL_NUM = 4

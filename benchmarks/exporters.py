@@ -33,7 +33,8 @@ from odexport.inspection import summarize_onnx
 from odexport.manifest import versions
 from odexport.models import create_model, randomize_
 from odexport.rewrite import lower_model
-from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.openvino import OpenVINORunner
 from odexport.verification import verify_artifact
 
 RESULTS = Path(__file__).parent / "results"

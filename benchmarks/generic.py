@@ -30,7 +30,8 @@ from odexport.models import create_model, randomize_
 from odexport.profiling import Budget
 from odexport.profiling.machine import machine
 from odexport.profiling.measure import interleaved, runtime_session
-from odexport.profiling.runtimes import RUNTIMES, RunOptions
+from odexport.backends import RunOptions, get_backend
+from odexport.profiling.comparison import default_runtimes
 from odexport.rewrite import lower_model, odconv_layer_paths
 
 RESULTS = Path(__file__).parent / "results"
@@ -66,7 +67,7 @@ def max_relative_error(model_file: Path, model: torch.nn.Module, size: int) -> f
 def measure(files: dict[str, Path], size: int, seconds: float, threads: int) -> dict[str, dict[str, float]]:
     """{runtime: {variant: median ms at batch 1}}."""
     medians: dict[str, dict[str, float]] = {}
-    for runtime in RUNTIMES.values():
+    for runtime in map(get_backend, default_runtimes()):
         options = RunOptions(precision="fp32", threads=threads)
         sessions = [runtime_session(label, runtime, path, options, (1, 3, size, size)) for label, path in files.items()]
         runs = interleaved(sessions, Budget(iterations=2000, seconds=seconds), rounds=4)

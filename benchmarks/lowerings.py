@@ -21,7 +21,8 @@ import numpy as np
 from odexport.conversion import convert_model
 from odexport.manifest import versions
 from odexport.models import create_model, get_arch, randomize_
-from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.openvino import OpenVINORunner
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -1,5 +1,5 @@
 """How far each precision moves a model's outputs: the measurements behind the tolerance presets in
-odexport.parity.TOLERANCES.
+each precision's tolerance in odexport.precisions.
 
 Seeded zoo models (odexport.models.randomize_) are converted to every target x precision (decomposed
 lowering) without the parity gate, then compared with PyTorch on convert's parity inputs (the bundled
@@ -24,8 +24,8 @@ from odexport.conversion import convert_model
 from odexport.inputs import parity_inputs
 from odexport.models import create_model, randomize_
 from odexport.parity import Tolerance, check_parity
-from odexport.runners import TorchRunner
-from odexport.targets import get_target, list_targets
+from odexport.backends.torch import TorchRunner
+from odexport.backends import get_target, list_targets
 
 MODELS = (("od_mobilenetv2_050", 4), ("od_resnet18", 4))
 MEASURE_ONLY = Tolerance("measure", atol=float("inf"), rtol=0.0)

@@ -26,7 +26,7 @@ from odexport.profiling import Budget
 from odexport.profiling.comparison import (EAGER, NAIVE, STATIC, CompareReport, CompareRow, compare_models,
                                           default_lowerings)
 from odexport.profiling.machine import machine
-from odexport.profiling.placement import PlacementLog, split_ns
+from placement import Placement, PlacementLog, split_ns
 from odexport.profiling.plot import plot_ratios
 
 RESULTS = Path(__file__).parent / "results"
@@ -156,8 +156,8 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
                       "measured, from a one-byte round trip between them before and after it"
                       + (f" (apart: over {boundary:.0f} ns, between the two levels seen)" if boundary else "")
                       + ". Apart, memory-bound nodes take about twice as long and ODConv ratios rise; a group "
-                      "measured apart is measured again, up to `--attempts` times (odexport/profiling/placement.py; "
-                      "`benchmarks/placement.py` measures both placements in one process)."]
+                      "measured apart is measured again, up to `--attempts` times (benchmarks/placement.py, which also "
+                      "measures both placements in one process)."]
     speedups = int8_speedups(reports)
     if speedups:
         lines += ["", f"int8 against our own fp32 (target: at least {INT8_SPEEDUP}x faster, best lowering of each):", "",
@@ -174,16 +174,17 @@ def summary(reports: list[tuple[str, int, CompareReport]], context: dict) -> str
 def boundary_ns(reports: list[tuple[str, int, CompareReport]]) -> float | None:
     """Between the together and apart levels of every CPU round trip probed in these results."""
     return split_ns(ns for _, _, report in reports for row in report.rows if row.placement is not None
-                    for ns in (row.placement.before_ns, row.placement.after_ns))
+                    for ns in (row.placement["before_ns"], row.placement["after_ns"]))
 
 
 def cpus(row: CompareRow, boundary: float | None) -> str:
     """"together (412 ns)" or "apart (790 ns)": where the row's group ran (the worse of its two probes)."""
-    if row.placement is None or row.placement.worst_ns is None:
+    placement = None if row.placement is None else Placement(**row.placement)
+    if placement is None or placement.worst_ns is None:
         return "not probed"
     if boundary is None:
-        return f"one level ({row.placement.worst_ns:.0f} ns)"
-    return f"{'apart' if row.placement.apart(boundary) else 'together'} ({row.placement.worst_ns:.0f} ns)"
+        return f"one level ({placement.worst_ns:.0f} ns)"
+    return f"{'apart' if placement.apart(boundary) else 'together'} ({placement.worst_ns:.0f} ns)"
 
 
 def int8_speedups(reports: list[tuple[str, int, CompareReport]]) -> list[tuple]:

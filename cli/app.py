@@ -179,7 +179,7 @@ def verify(
     images: Annotated[Optional[Path], typer.Option("--images", help="A folder of your images, added to the bundled photographs and random inputs.")] = None,
     batch: Annotated[Optional[list[str]], typer.Option("--batch", help="Batch sizes for a dynamic-batch artifact; repeat or comma-separate: 1,3,8 (default: 1 and 3).")] = None,
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size when the artifact's H/W are dynamic: an int, or H,W.")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="Tolerance preset (odexport.parity.TOLERANCES): fp32, fp16, bf16, int8 [default: the manifest's precision, else fp32].")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Tolerance preset (each precision's in odexport.precisions): fp32, fp16, bf16, int8 [default: the manifest's precision, else fp32].")] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance, replacing the preset's.")] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", help="Tolerance relative to max |PyTorch output|, replacing the preset's.")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Compare every layer's output even when the outputs pass.")] = False,

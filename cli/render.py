@@ -300,6 +300,12 @@ def profile(console: Console, report, *, top: int = 15) -> None:
         console.print(f"  note: {note}", soft_wrap=True)
 
 
+def _hand_off(placement: dict) -> str:
+    """A placement probe's record (benchmarks/placement.py): "412/398 ns" before/after the measurement."""
+    probes = [placement.get("before_ns"), placement.get("after_ns")]
+    return "/".join("-" if ns is None else f"{ns:.0f}" for ns in probes) + " ns"
+
+
 def comparison(console: Console, report) -> None:
     """A CompareReport: median ms and the ratio to the static twin, a column per runtime/precision/batch."""
     keys = list(dict.fromkeys(row.run.key for row in report.rows))
@@ -319,7 +325,7 @@ def comparison(console: Console, report) -> None:
         table.add_row(variant, *cells)
     placements = [next((row.placement for row in report.rows if row.run.key == key), None) for key in keys]
     if any(placements):
-        table.add_row("[dim]CPU hand-off[/dim]", *("-" if p is None else f"[dim]{p.describe()}[/dim]" for p in placements))
+        table.add_row("[dim]CPU hand-off[/dim]", *("-" if p is None else f"[dim]{_hand_off(p)}[/dim]" for p in placements))
     machine = report.machine
     load = machine.get("load_average")
     console.print(f"{machine['cpu']}, {machine['logical_cores']} logical cores"

@@ -29,7 +29,7 @@ from .pipeline import (DEFAULT_BATCH, DEFAULT_LOWERING, ConversionResult, Conver
                        convert_model, convert_options)
 from .pipeline.notes import layer_record
 from .renamed import renamed
-from .targets import FLAT
+from .backends import FLAT
 
 
 def convert(

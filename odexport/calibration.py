@@ -12,8 +12,10 @@ import numpy as np
 
 from .errors import InputError
 from .inputs import IMAGENET, Preprocessing, bundled_photographs, preprocess
+from .inputs import read_image as read_image_file
 
 SYNTHETIC = "synthetic"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_CALIBRATION_SIZE = 32
 
 
@@ -40,8 +42,6 @@ def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], 
                          hint="from Python, pass calibration= an array [N, C, H, W] of inputs like the model's")
     if str(source) == SYNTHETIC:
         return synthetic_samples(count, size, spec, seed)
-    from .verification.options import read_image
-
     return np.stack([preprocess(read_image(file, "--calibration"), size, spec)
                      for file in _calibration_files(source, count)])
 
@@ -49,8 +49,6 @@ def calibration_samples(source: str | Path | np.ndarray, size: tuple[int, int], 
 def check_calibration_source(source: str | Path | np.ndarray, count: int) -> None:
     """InputError, naming --calibration, unless ``source`` gives samples: the folder must exist and its
     first ``count`` images must read (before a model is loaded and exported, not after)."""
-    from .verification.options import read_image
-
     if isinstance(source, np.ndarray) or str(source) == SYNTHETIC:
         return
     for file in _calibration_files(source, count):
@@ -58,8 +56,6 @@ def check_calibration_source(source: str | Path | np.ndarray, count: int) -> Non
 
 
 def _calibration_files(source: str | Path, count: int) -> list[Path]:
-    from .verification.options import image_files
-
     directory = Path(source)
     if not directory.is_dir():
         raise InputError(f"--calibration {source}: neither a folder of images nor '{SYNTHETIC}'",
@@ -83,3 +79,23 @@ def synthetic_samples(count: int, size: tuple[int, int], spec: Preprocessing = I
             crop = crop[:, ::-1]
         samples.append(preprocess(crop, size, spec))
     return np.stack(samples)
+
+
+def image_files(directory: Path, option: str = "--images") -> list[Path]:
+    """The image files in ``directory``, sorted by name; InputError when there are none."""
+    if not directory.is_dir():
+        raise InputError(f"{option} {directory}: not a directory", hint="pass a folder of .png/.jpg images")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{option} {directory}: holds no images ({', '.join(IMAGE_SUFFIXES)})",
+                         hint="pass a folder of photographs like the ones the model was trained on")
+    return files
+
+
+def read_image(file: Path, option: str = "--images") -> np.ndarray:
+    """[h, w, 3] uint8 RGB (grey images repeated, alpha dropped); InputError naming ``option`` when unreadable."""
+    try:
+        return read_image_file(file)
+    except Exception as error:
+        raise InputError(f"{option}: {file} is an unreadable image ({type(error).__name__})",
+                         hint="remove or re-save it") from None

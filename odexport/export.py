@@ -10,6 +10,7 @@ import onnx
 import torch
 from torch import nn
 
+from .backends.base import flatten_outputs
 from .errors import ExportError
 from .exporters import ExportOptions, Trace, export_options, run_exporter
 
@@ -54,8 +55,6 @@ def export_onnx(
     finalize: a rewrite of the traced ONNX model applied before it is checked and saved (a lowering's
     ``finalize_onnx``). options: the exporter and opset [default: export_options()].
     """
-    from .runners import flatten_outputs
-
     options = options or export_options()
     module = module.eval()
     with torch.no_grad():

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
-from .manifest import stamped
+from .errors import InputError
+from .export import value_dims
+from .manifest import MODEL_SUFFIXES, find_model, stamped
+from .module_names import onnx_scope  # noqa: F401  (re-exported: where callers have found it)
 from .rewrite import ODConvLayer, find_odconv_layers
 
 
@@ -113,18 +119,6 @@ def summarize_model(model: nn.Module, input_size: tuple[int, int] = (224, 224)) 
     return ModelSummary(params, macs, input_size, tuple(LayerInfo.from_layer(layer) for layer in layers))
 
 
-def onnx_scope(path: str) -> str:
-    """The node-name prefix the TorchScript exporter gives a module's nodes.
-
-    "features.1.conv.0.0" -> "/features/features.1/conv/conv.0/conv.0.0/" (a Sequential index is joined
-    to its parent's name).
-    """
-    segments: list[str] = []
-    for part in path.split("."):
-        segments.append(f"{segments[-1]}.{part}" if part.isdigit() and segments else part)
-    return "/" + "/".join(segments) + "/"
-
-
 @dataclass(frozen=True)
 class OnnxLayerNodes:
     """lowering: "generic" for a layer exported by the generic path, None for a lowered ODConv layer."""
@@ -153,15 +147,6 @@ class OnnxSummary:
 
 
 def summarize_onnx(path) -> OnnxSummary:
-    import json
-    from collections import Counter
-
-    import onnx
-
-    from .export import value_dims
-
-    from .errors import InputError
-
     if not Path(path).is_file():
         raise InputError(f"{path}: no such ONNX file", hint="check the path to the exported model")
     try:
@@ -195,9 +180,6 @@ def summarize_artifact(path) -> dict:
     """An exported artifact: a convert output directory, a .onnx or an .xml. A .onnx's summary (as
     summarize_onnx) and, under "manifest", what the artifact's manifest records: read and checked as verify
     and profile read it, so a malformed one is bad input here too (None for a file without one)."""
-    from .errors import InputError
-    from .manifest import MODEL_SUFFIXES, find_model
-
     if not Path(path).exists():
         raise InputError(f"{path}: no such file or directory", hint="pass a convert output directory, a .onnx or an .xml")
     manifest, model_file = find_model(Path(path))

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .graph import TensorGraph
+from .backends.base import Runner
+from .backends.graph import TensorGraph
 from .inputs import batches
 from .parity import Tolerance
 from .rewrite import find_following_batchnorms, odconv_layer_paths
-from .runners import Runner
 
 
 class ExposingRuntime(Protocol):
@@ -201,23 +201,7 @@ def localize(
         work = batches(samples, batch_size)
         recorder.run(model, work[0])
         once = [p for p in recorder.order if recorder.ran_once(p)]
-        for path in candidates:
-            if path not in recorder.calls:
-                skip("does not run")
-            elif recorder.calls[path] > 1:
-                skip("runs more than once per forward")
-            elif path not in recorder.tensors:
-                skip("output is not a tensor")
-        checked = []
-        for path in once:
-            if path in folded_away:
-                skip("folded into the layer before it")
-            elif tensors[path] is None:
-                skip("no tensor in the artifact")
-            elif not recorder.ran_once(compared_with[path]):
-                skip("folded BatchNorm runs more than once")
-            else:
-                checked.append(path)
+        checked = _checkable(recorder, candidates, once, tensors, compared_with, folded_away, skip)
         try:
             runner = runtime.exposing(model_file, sorted({tensors[p] for p in checked}), workdir)
         except Exception as error:  # the verdict stands without localisation; say why it is missing
@@ -239,6 +223,30 @@ def localize(
         recorder.close()
     layers = tuple(running[p].result(p, tensors[p], compared_with[p], tolerance) for p in checked if p in running)
     return Localization(runtime.name, len(once), layers, dict(sorted(skipped.items())))
+
+
+def _checkable(recorder: "_Recorder", candidates: list[str], once: list[str], tensors: dict[str, str | None],
+               compared_with: dict[str, str], folded_away: set[str], skip) -> list[str]:
+    """The modules whose output can be compared with an artifact tensor, in execution order; ``skip(reason)``
+    is told why each other candidate is not."""
+    for path in candidates:
+        if path not in recorder.calls:
+            skip("does not run")
+        elif recorder.calls[path] > 1:
+            skip("runs more than once per forward")
+        elif path not in recorder.tensors:
+            skip("output is not a tensor")
+    checked = []
+    for path in once:
+        if path in folded_away:
+            skip("folded into the layer before it")
+        elif tensors[path] is None:
+            skip("no tensor in the artifact")
+        elif not recorder.ran_once(compared_with[path]):
+            skip("folded BatchNorm runs more than once")
+        else:
+            checked.append(path)
+    return checked
 
 
 def _compared_with(tensors: dict[str, str | None], pairs: dict[str, str]) -> dict[str, str]:

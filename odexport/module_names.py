@@ -4,7 +4,7 @@ TorchScript exporter writes them.
 The TorchScript exporter names a node after the module that produced it (``/layer3/layer3.0/conv1/Conv``)
 and its outputs after the node (``/layer3/layer3.0/conv1/Conv_output_0``); inspect, verify's layer
 localisation, profile and quantization find a module's nodes and output by that prefix
-(odexport.inspection.onnx_scope). The torch.export-based exporter names nodes after aten ops
+(onnx_scope, below). The torch.export-based exporter names nodes after aten ops
 (``node_Conv_12``) and records the module path in each node's metadata (``pkg.torch.onnx.name_scopes``:
 ``['', 'layer3', 'layer3.0', 'layer3.0.conv1', 'conv2d']``). Renaming from that metadata gives its graphs
 the same names, so everything downstream reads both exporters' graphs alike.
@@ -18,12 +18,22 @@ from collections import Counter
 
 import onnx
 
-from .inspection import onnx_scope
-
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 _SYMBOL = re.compile(r"\b(s\d+)\b")  # torch.export's names for symbolic sizes: s0, s77
 # A module called again in one forward gets "@1", "@2" appended to its path in the metadata.
 _REPEAT = re.compile(r"@\d+$")
+
+
+def onnx_scope(path: str) -> str:
+    """The node-name prefix the TorchScript exporter gives a module's nodes.
+
+    "features.1.conv.0.0" -> "/features/features.1/conv/conv.0/conv.0.0/" (a Sequential index is joined
+    to its parent's name).
+    """
+    segments: list[str] = []
+    for part in path.split("."):
+        segments.append(f"{segments[-1]}.{part}" if part.isdigit() and segments else part)
+    return "/" + "/".join(segments) + "/"
 
 
 def module_path(node: onnx.NodeProto) -> str | None:

@@ -6,48 +6,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .runners import Runner
+from .backends.base import Runner
+from .inputs import batches
+from .precisions import FP32, Tolerance
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """An output passes when every check holds:
-
-    - error: max |candidate - reference| <= atol + rtol * max |reference| (the limit);
-    - cosine: each sample's cosine similarity with the reference >= min_cosine (the sample flattened);
-    - top1: for [N, classes] outputs, the share of samples with the same arg-max >= min_top1_agreement;
-    - finite: no NaN or inf; shape: the reference's shape.
-
-    The limit is relative to the output's largest magnitude, not element-wise: logits near zero would make
-    an element-wise relative error meaningless. With atol 0 and the cosine and top-1 checks, the verdict is
-    scale-invariant: multiplying the model's outputs by any factor changes nothing, whereas an atol alone
-    passes anything once the outputs are smaller than it (a wrong model whose logits are ~1e-21).
-    """
-
-    name: str
-    atol: float
-    rtol: float
-    min_top1_agreement: float = 0.0
-    min_cosine: float = -1.0
-
-    def limit(self, reference: np.ndarray) -> float:
-        return self.atol + self.rtol * float(np.abs(reference).max(initial=0.0))
-
-
-# One preset per precision in odexport.precisions; values and their reasoning in README ("Precisions").
-TOLERANCES = {
-    # Float32 rounding is relative, so fp32 is judged by scale alone (atol 0). A correct artifact of the
-    # tests' TinyODNet errs by ~1e-6 of the largest logit with cosines above 0.999999; one of another
-    # checkpoint by 0.1 to 1 with far lower cosines. Top-1 allows one near-tie of six samples to flip.
-    "fp32": Tolerance("fp32", atol=0.0, rtol=1e-4, min_top1_agreement=0.8, min_cosine=0.9999),
-    # About 1.5x the largest error measured (benchmarks/results/digits.json, precision_errors.json), and
-    # at most one of the six parity samples (photographs and random tensors) changing class.
-    "fp16": Tolerance("fp16", atol=1e-3, rtol=5e-2, min_top1_agreement=0.8),
-    "bf16": Tolerance("bf16", atol=1e-2, rtol=2.5e-1, min_top1_agreement=0.8),
-    # Quantization error is large on inputs unlike the calibration images (a digits model shown
-    # photographs): int8 parity catches a broken artifact; accuracy is measured on held-out data.
-    "int8": Tolerance("int8", atol=5e-2, rtol=7e-1, min_top1_agreement=0.5),
-}
 
 
 @dataclass(frozen=True)
@@ -238,12 +200,10 @@ def check_parity(
     sample_sets: list[np.ndarray],
     *,
     batch_sizes: tuple[int, ...] = (1,),
-    tolerance: Tolerance = TOLERANCES["fp32"],
+    tolerance: Tolerance = FP32.tolerance,
 ) -> ParityReport:
     """Run both runners on each sample set ([N, C, H, W]; one set per input size), split into each batch
     size, and compare every output."""
-    from .inputs import batches
-
     per_output: dict[str, list[OutputParity]] = {}
     input_name = candidate.input_names[0]
     for samples in sample_sets:

@@ -3,8 +3,9 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-# Tests import shared helpers (strategies.py) by module name.
+# Tests import shared helpers (strategies.py), and the benchmarks' CPU placement probe, by module name.
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parents[1] / "benchmarks"))
 
 import pytest
 import torch

@@ -15,7 +15,8 @@ from odexport.exporters import EXPORTERS
 from odexport.inspection import summarize_onnx
 from odexport.lowering import get_lowering, list_lowerings
 from odexport.odconv import describe_official
-from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.openvino import OpenVINORunner
 from strategies import LayerCase, build_layer, tiny_od_net
 
 

@@ -14,12 +14,11 @@ from odexport.calibration import calibration_samples
 from odexport.conversion import convert_model
 from odexport.errors import InputError
 from odexport.inputs import IMAGENET
+from odexport.backends import get_target, list_targets
+from odexport.backends.openvino import OpenVINORunner
+from odexport.backends.openvino.ir import read_model_info
 from odexport.inspection import onnx_scope
-from odexport.openvino_ir import read_model_info
-from odexport.parity import TOLERANCES
-from odexport.precisions import list_precisions
-from odexport.runners import OpenVINORunner
-from odexport.targets import get_target, list_targets
+from odexport.precisions import get_precision, list_precisions
 
 LOWERINGS = ("decomposed", "custom-op", "dynamic-weight")
 ODCONV_LAYERS = ("conv1", "dw", "pw")
@@ -59,16 +58,16 @@ def test_every_target_precision_and_lowering_meets_its_preset(digits, tmp_path, 
     result = convert(digits, tmp_path, target, precision, lowering)
 
     assert result.parity.passed, result.parity.summary()
-    assert result.parity.tolerance == TOLERANCES[precision]
+    assert result.parity.tolerance == get_precision(precision).tolerance
     assert result.manifest["precision"] == precision
     # Beyond the parity photographs: the same classes as PyTorch on held-out digits.
     assert held_out_agreement(digits, result) >= (0.95 if precision == "int8" else 0.99)
 
 
 def test_every_precision_has_a_preset_and_a_target():
-    assert set(TOLERANCES) == set(list_precisions())
+    assert all(get_precision(p).tolerance.name == p for p in list_precisions())
     assert all(any(p in get_target(t).precisions for t in list_targets()) for p in list_precisions())
-    assert all(TOLERANCES[p].min_top1_agreement > 0 for p in list_precisions() if p != "fp32")
+    assert all(get_precision(p).tolerance.min_top1_agreement > 0 for p in list_precisions() if p != "fp32")
 
 
 def _onnx_int8_convolutions(path) -> list[str]:

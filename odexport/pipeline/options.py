@@ -21,7 +21,7 @@ from ..limits import (MAX_BATCH, MAX_CALIBRATION_SIZE, SAMPLE_BYTES_PER_VALUE, c
 from ..lowering import get_lowering
 from ..lowering.auto import AUTO
 from ..precisions import get_precision
-from ..targets import FLAT, get_target
+from ..backends import FLAT, get_target
 
 # The defaults of convert's conversion, in this one place: a change of default is a one-line edit here.
 DEFAULT_TARGET = "openvino"
@@ -40,7 +40,7 @@ class ConvertOptions:
     """What convert was asked for, every value checked (made by convert_options).
 
     target: a name in odexport.targets. precision: a name in odexport.precisions the target writes; parity
-    uses its TOLERANCES preset. lowering: a name in odexport.lowering, or "auto" (timed per layer on the
+    uses its tolerance preset. lowering: a name in odexport.lowering, or "auto" (timed per layer on the
     target runtime). layout: FLAT, or "ovms" (openvino: <name>/1/model.xml). imgsz: (H, W).
     batch: the artifact's fixed batch, or None for a dynamic batch (when not asked: dynamic where the
     lowering allows it, else 1). channels: as asked, None to read them from the model's first convolution.

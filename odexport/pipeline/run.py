@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..parity import ParityReport
 from ..scratch import scratch_directory
 from ..staging import StagedDirectory
-from ..targets import get_target
+from ..backends import get_target
 from .options import ConvertOptions
 from .stages import Job, choose_lowerings, export, load, prepare, read_input, rewrite
 from .writing import (artifact_files, calibrate, check_artifact, manifest_record, quantization_record,

@@ -27,7 +27,7 @@ from ..lowering import get_lowering
 from ..lowering.auto import AUTO, MeasuredChooser, auto_candidates, layer_chooser
 from ..lowering.tuning import TimingContext, cpu_model
 from ..rewrite import ODConvLayer, find_unrecognised_layers, lower_model, odconv_input_shapes, set_temperatures
-from ..targets import Target
+from ..backends import Target
 from .notes import conversion_notes, generic_notes
 from .options import ConvertOptions
 

@@ -12,10 +12,11 @@ from ..calibration import calibration_samples
 from ..export import ExportedGraph
 from ..manifest import ManifestRecord, TensorRecord, versions
 from ..inputs import parity_inputs
-from ..parity import TOLERANCES, ParityReport, check_parity
-from ..reference import reference_runner
-from ..runners import TorchRunner
-from ..targets import WriteRequest
+from ..backends import WriteRequest
+from ..backends.quantization import odconv_quantization
+from ..backends.torch import TorchRunner, reference_runner
+from ..parity import ParityReport, check_parity
+from ..precisions import get_precision
 from .notes import layer_record
 from .options import DYNAMIC_BATCH_CHECKS
 from .stages import Job, Rewritten
@@ -73,8 +74,6 @@ def quantization_record(job: Job, rewritten: Rewritten, model_file: Path, sample
     stayed float is reported with its reason."""
     if samples is None:
         return None
-    from ..quantization import odconv_quantization
-
     calibration = job.options.calibration
     record = {"calibration": str(calibration) if not isinstance(calibration, np.ndarray) else "array (from Python)",
               "calibration_samples": len(samples)}
@@ -98,7 +97,7 @@ def check_artifact(job: Job, rewritten: Rewritten, graph: ExportedGraph,
         sample_sets = [parity_inputs(s, channels=job.input.channels, preprocessing=job.input.preprocessing)
                        for s in sizes]
         parity = check_parity(reference, runner, sample_sets, batch_sizes=checks,
-                              tolerance=TOLERANCES[options.precision])
+                              tolerance=get_precision(options.precision).tolerance)
         stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
     notes = judge_parity(parity, options.precision, options.output, options.allow_degenerate,
                          parity_hint(rewritten.layers))

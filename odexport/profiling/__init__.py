@@ -4,13 +4,12 @@ side-by-side comparison of lowerings against PyTorch, the naive export and the s
 from .comparison import CompareReport, CompareRow, compare, compare_models
 from .layers import ATTENTION, CATEGORIES, CONVOLUTION, OTHER, LayerBreakdown, LayerTime
 from .measure import Budget
-from .profile import DEFAULT_THREADS, profile
+from .profile import DEFAULT_THREADS, offered_precisions, profile
 from .result import ProfileReport, RunProfile
-from .runtimes import PRECISIONS, RUNTIMES
 from .stats import LatencyStats
 
 __all__ = [
-    "ATTENTION", "CATEGORIES", "CONVOLUTION", "DEFAULT_THREADS", "OTHER", "PRECISIONS", "RUNTIMES", "Budget",
+    "ATTENTION", "CATEGORIES", "CONVOLUTION", "DEFAULT_THREADS", "OTHER", "Budget",
     "CompareReport", "CompareRow", "LatencyStats", "LayerBreakdown", "LayerTime", "ProfileReport", "RunProfile",
-    "compare", "compare_models", "profile",
+    "compare", "compare_models", "offered_precisions", "profile",
 ]

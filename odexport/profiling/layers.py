@@ -3,7 +3,7 @@ the rest.
 
 Both runtimes name what they time after ONNX nodes, and the TorchScript exporter names each ONNX node
 after its module (``/layer1/layer1.0/conv1/attention/fc/Conv``, see
-:func:`odexport.inspection.onnx_scope`). Every lowering keeps an ODConv layer's attention branch in a
+:func:`odexport.module_names.onnx_scope`). Every lowering keeps an ODConv layer's attention branch in a
 submodule named ``attention``; everything else inside the layer's scope is its convolution. A node whose
 name carries no scope (an optimiser's ``Slice_0``, OpenVINO's ``Multiply_123``) is attributed to the
 module of the node feeding it when the runtime tells us that, else counted as unattributed.
@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from ..backends.base import NodeTime
+
 
 ATTENTION = "odconv attention"
 CONVOLUTION = "odconv convolution"
@@ -23,16 +25,6 @@ UNATTRIBUTED = "(unattributed)"
 TOP_LEVEL = "(top level)"
 # The submodule holding an ODConv layer's attention branch, in the official layer and in every lowering.
 ATTENTION_MODULE = "attention"
-
-
-@dataclass(frozen=True)
-class NodeTime:
-    """One timed node of a runtime: ms per inference (mean over the profiled runs)."""
-
-    name: str
-    op: str
-    exec_type: str
-    ms: float
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+import psutil
+
 from ..lowering.tuning import cpu_model
 from ..manifest import versions
 
@@ -22,8 +24,6 @@ def cpu_flags() -> list[str]:
 
 def machine() -> dict:
     """Load averages are over 1, 5 and 15 minutes: on a shared machine they say how busy it was."""
-    import psutil
-
     return {
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),

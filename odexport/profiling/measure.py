@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..runners import TorchRunner
+from ..backends import Backend, RunOptions
+from ..backends.torch import TorchRunner
+from .layers import LayerBreakdown, breakdown, places
 from .result import RunProfile
-from .runtimes import ProfilingRuntime, RunOptions, layer_breakdown
 from .stats import LatencyStats, PeakMemory
 
 
@@ -118,13 +119,19 @@ class TorchSession(Session):
             super().time(budget)
 
 
-def runtime_session(label: str, runtime: ProfilingRuntime, model_file: Path, options: RunOptions,
+def runtime_session(label: str, runtime: Backend, model_file: Path, options: RunOptions,
                     shape: tuple[int, ...]) -> Session:
     return Session(label, runtime.name, options.precision, options, shape,
-                   lambda: runtime.build(model_file, options, shape))
+                   lambda: runtime.session(model_file, options, shape))
 
 
-def measure_runtime(label: str, runtime: ProfilingRuntime, model_file: Path, options: RunOptions,
+def layer_breakdown(runtime: Backend, model_file: Path, options: RunOptions, shape: tuple[int, ...],
+                    feed: dict[str, np.ndarray], runs: int, workdir: Path, odconv_layers: list[str]) -> LayerBreakdown:
+    nodes, graph = runtime.node_times(model_file, options, shape, feed, runs, workdir)
+    return breakdown(runtime.name, runs, nodes, places(graph), odconv_layers)
+
+
+def measure_runtime(label: str, runtime: Backend, model_file: Path, options: RunOptions,
                     shape: tuple[int, ...], budget: Budget, *, odconv_layers: list[str] = (),
                     workdir: Path | None = None) -> RunProfile:
     """``model_file`` in ``runtime`` at input ``shape`` ([B, C, H, W]), alone."""
@@ -136,7 +143,7 @@ def measure_runtime(label: str, runtime: ProfilingRuntime, model_file: Path, opt
     feed = session.feed
     session.close()
     layers = None
-    if budget.layer_runs and workdir is not None:
+    if budget.layer_runs and workdir is not None and runtime.node_times is not None:
         layers = layer_breakdown(runtime, model_file, options, shape, feed, budget.layer_runs, workdir,
                                  list(odconv_layers))
     return session.result(throughput, layers)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import OutputError
 from ..extras import require
+from .comparison import STATIC
 from .layers import CATEGORIES
 
 _COLORS = {"odconv attention": "#d62728", "odconv convolution": "#1f77b4", "other": "#7f7f7f"}
@@ -20,7 +23,7 @@ TOP_MODULES = 12
 def _pyplot():
     matplotlib = require("matplotlib")
     matplotlib.use("Agg")  # no display needed; also keeps a CLI run from opening windows
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # an optional extra, imported only once a plot is asked for
 
     return plt
 
@@ -147,8 +150,6 @@ def ratios_figure(groups: dict[str, dict[str, float]], *, title: str, bounds: di
     """groups: {group label (e.g. a model and runtime): {variant: ratio to the static twin}} as grouped
     bars on a log scale, the twin's 1.0 drawn as a line; bounds: {group label: target ratio} as a marker
     per group; labels: write each ratio on its bar (for a few groups; a sweep has too many)."""
-    import numpy as np
-
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(10, len(groups) * 0.6), 6))
     variants = list(dict.fromkeys(v for ratios in groups.values() for v in ratios))
@@ -185,8 +186,6 @@ def plot_ratios(groups: dict[str, dict[str, float]], path: str | Path, *, title:
 def comparison_figure(report):
     """A CompareReport: every variant's median latency over the static twin's, grouped by runtime,
     precision and batch (each group labelled with the twin's own median)."""
-    from .comparison import STATIC
-
     groups: dict[str, dict[str, float]] = {}
     for row in report.rows:
         if row.ratio is None:

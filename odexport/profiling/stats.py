@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,6 @@ def _high_water_kib() -> int | None:
 
 
 def _resident_kib() -> int:
-    import psutil
-
     return psutil.Process().memory_info().rss // 1024
 
 

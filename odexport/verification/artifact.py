@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends import RUNS_ON_KEY, backends_reading, model_suffixes
 from ..errors import InputError
 from ..inputs import IMAGENET, Preprocessing, for_channels
 from ..manifest import Manifest, find_model
@@ -67,51 +68,21 @@ def _runtime_names(value) -> tuple[str, ...] | None:
 
 
 def _runs_on_metadata(path: Path) -> tuple[str, ...] | None:
-    if path.suffix != ".onnx":
-        return None
-    import onnx
-
-    from ..targets import RUNS_ON_KEY
-
-    props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
     try:
-        return _runtime_names(json.loads(props[RUNS_ON_KEY]))
+        return _runtime_names(json.loads(read_metadata(path)[RUNS_ON_KEY]))
     except (KeyError, ValueError):
         return None
 
 
-def _onnx_io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
-    import onnx
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as error:
-        raise InputError(f"{path}: not a readable ONNX file ({type(error).__name__})",
-                         hint="pass a .onnx written by odexport convert or torch.onnx.export") from None
-    weights = {init.name for init in graph.initializer}  # old exports list initializers as inputs
-    inputs = [(i.name, tuple(d.dim_value or None for d in i.type.tensor_type.shape.dim))
-              for i in graph.input if i.name not in weights]
-    return inputs, tuple(o.name for o in graph.output)
+def read_metadata(model_file: Path) -> dict[str, str]:
+    """The metadata odexport wrote into the model file ({} when no backend reads it)."""
+    readers = [backend.read_metadata for backend in backends_reading(model_file) if backend.read_metadata]
+    return readers[0](model_file) if readers else {}
 
 
-def _openvino_io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
-    import openvino as ov
-
-    if not path.with_suffix(".bin").is_file():
-        raise InputError(f"{path}: the weights file {path.with_suffix('.bin').name} is missing beside it",
-                         hint="keep the .xml and .bin of an OpenVINO IR together")
-    try:
-        model = ov.Core().read_model(str(path))
-    except Exception as error:
-        raise InputError(f"{path}: not a readable OpenVINO IR ({type(error).__name__})",
-                         hint="pass a model.xml written by odexport convert or openvino.save_model") from None
-    inputs = [(port.get_any_name(), tuple(None if d.is_dynamic else d.get_length() for d in port.get_partial_shape()))
-              for port in model.inputs]
-    return inputs, tuple(port.get_any_name() for port in model.outputs)
-
-
-# How each model file format tells its input and output names and shapes.
-_FORMATS = {".onnx": _onnx_io, ".xml": _openvino_io}
+def _read_io(model_file: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
+    """Input names and shapes and output names, as the file's default backend reads them."""
+    return next(backend.read_io for backend in backends_reading(model_file) if backend.read_io)(model_file)
 
 
 def read_artifact(path: Path) -> Artifact:
@@ -121,11 +92,11 @@ def read_artifact(path: Path) -> Artifact:
     if not path.exists():
         raise InputError(f"{path}: no such file or directory",
                          hint="pass a convert output directory, a .onnx or an .xml")
-    if not path.is_dir() and path.suffix not in _FORMATS:
+    if not path.is_dir() and path.suffix not in model_suffixes():
         raise InputError(f"{path}: is not a model file odexport can verify",
-                         hint=f"pass a convert output directory or a file ending in {' or '.join(_FORMATS)}")
+                         hint=f"pass a convert output directory or a file ending in {' or '.join(model_suffixes())}")
     manifest, model_file = find_model(path)
-    inputs, outputs = _FORMATS[model_file.suffix](model_file)
+    inputs, outputs = _read_io(model_file)
     if len(inputs) != 1 or len(inputs[0][1]) != 4:
         found = ", ".join(f"{name} {list(shape)}" for name, shape in inputs) or "none"
         raise InputError(f"{model_file}: expected one input [B, C, H, W], found {found}",

@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from ..backends import ALL, Backend, Runner, build_runner, choose_runtimes, left_out_note
+from ..backends.torch import TorchRunner, reference_runner
 from ..console import Reporter, SilentReporter
-from ..errors import InputError
+from ..checkpoint import load_checkpoint, read_module
+from ..errors import InputError, UnknownArchitectureError
 from ..limits import check_input_memory, parse_imgsz
 from ..localize import localize
-from ..parity import check_parity, degenerate_sentence
-from ..reference import reference_runner
+from ..parity import ParityReport, Tolerance, check_parity, degenerate_sentence
 from ..rewrite import set_temperatures
-from ..runners import Runner, TorchRunner
 from ..scratch import scratch_directory
 from .artifact import Artifact, read_artifact
 from .options import batch_sizes_for, input_size_for, parse_batches, resolve_tolerance, sample_inputs
 from .report import RuntimeVerification, VerifyReport
-from .runtimes import build_runner, choose_runtimes, left_out_note
 
 
 class _OncePerBatch:
@@ -63,10 +63,10 @@ def verify_artifact(
     """Check ``artifact`` (a convert output directory, a .onnx or an .xml) against PyTorch: ``checkpoint``,
     loaded as convert loads it, or ``model``, an in-memory reference (e.g. a model outside the zoo).
 
-    runtime: a name in RUNTIMES, "all", or None for the file's default. batch_sizes: for a dynamic batch
-    (e.g. [1, 3] or ["1,3,8"]); a fixed batch is checked at itself. imgsz: for a dynamic height/width.
-    precision: a tolerance preset; None takes the manifest's precision, else fp32.
-    layers: localise even when every output passes (a failing runtime is always localised).
+    runtime: a registered backend's name (odexport.backends), "all", or None for the file's default.
+    batch_sizes: for a dynamic batch (e.g. [1, 3] or ["1,3,8"]); a fixed batch is checked at itself.
+    imgsz: for a dynamic height/width. precision: a tolerance preset; None takes the manifest's precision,
+    else fp32. layers: localise even when every output passes (a failing runtime is always localised).
     allow_degenerate: accept a pass on PyTorch outputs that cannot tell a right artifact from a wrong one
     (all near zero, constant, or the same for every input: an untrained model), with a note; without it
     such a pass is an InputError. A failure stands either way: the artifact differs from PyTorch.
@@ -75,10 +75,9 @@ def verify_artifact(
     reporter = reporter or SilentReporter()
     found = read_artifact(Path(artifact))
     runtimes = choose_runtimes(runtime, found.model_file, runs_on=found.runs_on)
-    notes: list[str] = left_out_note(runtimes, found.model_file) if runtime == "all" and found.runs_on else []
+    notes: list[str] = left_out_note(runtimes, found.model_file) if runtime == ALL and found.runs_on else []
     # The preset of the precision convert wrote the artifact in, unless told otherwise.
-    precision = precision or found.precision or "fp32"
-    tolerance = resolve_tolerance(precision, atol, rtol)
+    tolerance = resolve_tolerance(precision or found.precision or "fp32", atol, rtol)
     sizes = batch_sizes_for(found, parse_batches(batch_sizes))
     size = input_size_for(found, parse_imgsz(imgsz) if imgsz is not None else None)
     check_input_memory(max(sizes), found.channels or 3, size)  # before the reference is loaded
@@ -90,46 +89,71 @@ def verify_artifact(
         model, reference_name = _reference(checkpoint, model, found, arch, unsafe_pickle, notes)
         stage.result = reference_name
     kinds = sample_inputs(size, found.preprocessing, None if images is None else Path(images), found.channels or 3)
-    samples = np.concatenate(list(kinds.values()))
     model = _with_eval_semantics(model, found, notes)
-    semantics = found.eval_semantics.get("attention_batchnorm")
-    reference = _OncePerBatch(reference_runner(TorchRunner(model, (found.input_name,), found.output_names), semantics))
-
-    results = []
+    check = _Check(found, model, np.concatenate(list(kinds.values())), sizes, size, tolerance, layers, reporter)
     with scratch_directory("verify", reporter) as work:
-        for chosen in runtimes:
-            start = time.perf_counter()
-            try:
-                runner = build_runner(chosen, found.model_file)
-            except InputError as error:
-                if runtime != "all" or (chosen is runtimes[-1] and not results):
-                    raise
-                notes.append(f"skipped {chosen.name}: {error.message}")  # "all" means all that can
-                continue
-            with reporter.stage("Parity", f"PyTorch vs {chosen.name} at {size[0]}x{size[1]}, batch "
-                                          f"{', '.join(map(str, sizes))}") as stage:
-                parity = check_parity(reference, runner, [samples], batch_sizes=sizes, tolerance=tolerance)
-                stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
-                # Free the session before PyTorch runs again: ONNX Runtime's idle threads spin for a while.
-                del runner
-            if not all(math.isfinite(output.limit) for output in parity.outputs):
-                raise InputError("PyTorch itself gives non-finite outputs (NaN or inf) for this model, so there is "
-                                 "nothing to compare against", hint="check the checkpoint's weights and BatchNorm "
-                                                                    "statistics")
-            located = None
-            if layers or not parity.passed:
-                with reporter.stage("Layers", f"comparing module outputs in {chosen.name}") as stage:
-                    located = localize(model, chosen, found.model_file, samples, batch_size=sizes[0],
-                                       tolerance=tolerance, input_name=found.input_name, workdir=Path(work),
-                                       folded=found.folded_batchnorms)
-                    stage.result = located.summary()
-            results.append(RuntimeVerification(chosen.name, parity, located, round(time.perf_counter() - start, 3)))
+        results = check.every(runtimes, Path(work), skip_unloadable=runtime == ALL, notes=notes)
     _judge_degenerate(results, notes, allow_degenerate)
     return VerifyReport(
         artifact=str(artifact), model_file=str(found.model_file),
         checkpoint=None if checkpoint is None else str(checkpoint), reference=reference_name, tolerance=tolerance,
         batch_sizes=sizes, input_size=tuple(size), samples={kind: len(v) for kind, v in kinds.items()},
         runtimes=tuple(results), notes=tuple(notes))
+
+
+class _Check:
+    """One artifact against its PyTorch reference on fixed samples [N, C, H, W], runtime by runtime."""
+
+    def __init__(self, found: Artifact, model: nn.Module, samples: np.ndarray, sizes: tuple[int, ...],
+                 size: tuple[int, int], tolerance: Tolerance, layers: bool, reporter: Reporter) -> None:
+        self.found, self.model, self.samples, self.sizes, self.size = found, model, samples, sizes, size
+        self.tolerance, self.layers, self.reporter = tolerance, layers, reporter
+        semantics = found.eval_semantics.get("attention_batchnorm")
+        torch_runner = TorchRunner(model, (found.input_name,), found.output_names)
+        self.reference = _OncePerBatch(reference_runner(torch_runner, semantics))
+
+    def every(self, backends: list[Backend], workdir: Path, *, skip_unloadable: bool,
+              notes: list[str]) -> list[RuntimeVerification]:
+        """Each backend's result in turn; skip_unloadable: a backend that cannot load the file is noted and
+        skipped ("all" means all that can), unless no other runtime was checked."""
+        results = []
+        for backend in backends:
+            try:
+                runner = build_runner(backend, self.found.model_file)
+            except InputError as error:
+                if not skip_unloadable or (backend is backends[-1] and not results):
+                    raise
+                notes.append(f"skipped {backend.name}: {error.message}")
+                continue
+            start = time.perf_counter()
+            parity = self.parity(backend, runner)
+            del runner  # free the session before PyTorch runs again: ONNX Runtime's idle threads spin a while
+            results.append(self.localized(backend, parity, workdir, start))
+        return results
+
+    def parity(self, backend: Backend, runner: Runner) -> ParityReport:
+        with self.reporter.stage("Parity", f"PyTorch vs {backend.name} at {self.size[0]}x{self.size[1]}, batch "
+                                           f"{', '.join(map(str, self.sizes))}") as stage:
+            parity = check_parity(self.reference, runner, [self.samples], batch_sizes=self.sizes,
+                                  tolerance=self.tolerance)
+            stage.result = ("PASSED " if parity.passed else "FAILED ") + parity.summary()
+        if not all(math.isfinite(output.limit) for output in parity.outputs):
+            raise InputError("PyTorch itself gives non-finite outputs (NaN or inf) for this model, so there is "
+                             "nothing to compare against", hint="check the checkpoint's weights and BatchNorm "
+                                                                "statistics")
+        return parity
+
+    def localized(self, backend: Backend, parity: ParityReport, workdir: Path, start: float) -> RuntimeVerification:
+        """The runtime's result, with its layers compared when asked or failing (and the backend can)."""
+        located = None
+        if (self.layers or not parity.passed) and backend.exposing is not None:
+            with self.reporter.stage("Layers", f"comparing module outputs in {backend.name}") as stage:
+                located = localize(self.model, backend, self.found.model_file, self.samples,
+                                   batch_size=self.sizes[0], tolerance=self.tolerance,
+                                   input_name=self.found.input_name, workdir=workdir,
+                                   folded=self.found.folded_batchnorms)
+                stage.result = located.summary()
+        return RuntimeVerification(backend.name, parity, located, round(time.perf_counter() - start, 3))
 
 
 def _judge_degenerate(results: list[RuntimeVerification], notes: list[str], allow: bool) -> None:
@@ -162,9 +186,6 @@ def _reference(checkpoint, model: nn.Module | None, artifact: Artifact, arch: st
     """The PyTorch model and a name for it; a note when the checkpoint is not the one converted."""
     if model is not None:
         return model.eval(), f"{type(model).__name__} (given in Python)"
-    from ..checkpoint import load_checkpoint, read_module
-    from ..errors import UnknownArchitectureError
-
     try:
         loaded = load_checkpoint(Path(checkpoint), arch=arch, unsafe_pickle=unsafe_pickle)
     except UnknownArchitectureError:

@@ -1,11 +1,13 @@
-"""Write a verify report as JUnit XML, the format CI systems show as test results: one testcase per
-runtime and output, a failure carrying the error figures and the first divergent layer."""
+"""Write a verify report as files: JSON, and JUnit XML, the format CI systems show as test results (one
+testcase per runtime and output, a failure carrying the error figures and the first divergent layer)."""
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ..errors import OutputError
 from ..parity import OutputParity
 from .report import RuntimeVerification, VerifyReport, describe_failure
 
@@ -59,3 +61,16 @@ def write_junit(report: VerifyReport, path: Path) -> Path:
     path = Path(path)
     junit_xml(report).write(path, encoding="utf-8", xml_declaration=True)
     return path
+
+
+def write_reports(report: VerifyReport, *, json_path: Path | None = None, junit_path: Path | None = None) -> None:
+    """Save the report as JSON and/or JUnit XML (for CI test views), creating parent directories."""
+    for path, write in ((json_path, lambda p: p.write_text(json.dumps(report.to_dict(), indent=2) + "\n")),
+                        (junit_path, lambda p: write_junit(report, p))):
+        if path is None:
+            continue
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write(Path(path))
+        except OSError as error:
+            raise OutputError(f"cannot write {path}: {error.strerror or error}", hint="choose a writable path") from None

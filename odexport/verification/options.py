@@ -9,18 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration import image_files, read_image
 from ..errors import InputError
 from ..inputs import Preprocessing, photographs, preprocess, random_inputs, spec_channels
-from ..inputs import read_image as read_image_file
 from ..limits import MAX_BATCH, check_count
-from ..parity import TOLERANCES, Tolerance
+from ..precisions import Tolerance, tolerance_presets
 from .artifact import Artifact
 
 # A dynamic batch is checked at 1 and at a size neither 1 nor a power of two, unless told otherwise.
 DEFAULT_BATCHES = (1, 3)
 DEFAULT_SIZE = (224, 224)
 RANDOM_SAMPLES = 2
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def parse_batches(values: list[str | int] | tuple | None) -> tuple[int, ...] | None:
@@ -41,11 +40,12 @@ def parse_batches(values: list[str | int] | tuple | None) -> tuple[int, ...] | N
 
 
 def resolve_tolerance(precision: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
-    """A preset of odexport.parity.TOLERANCES, with atol/rtol replaced when given."""
-    if precision not in TOLERANCES:
+    """A precision's tolerance preset (odexport.precisions), with atol/rtol replaced when given."""
+    presets = tolerance_presets()
+    if precision not in presets:
         raise InputError(f"unknown precision {precision!r}",
-                         hint=f"presets: {', '.join(TOLERANCES)}; or pass --atol/--rtol")
-    preset = TOLERANCES[precision]
+                         hint=f"presets: {', '.join(presets)}; or pass --atol/--rtol")
+    preset = presets[precision]
     for name, value in (("atol", atol), ("rtol", rtol)):
         if value is not None and not (value >= 0 and math.isfinite(value)):
             raise InputError(f"--{name} {value} is not a non-negative number", hint=f"e.g. --{name} 1e-4")
@@ -97,23 +97,3 @@ def load_images(directory: Path, size: tuple[int, int], spec: Preprocessing, opt
     """Every image file in ``directory`` (sorted by name), preprocessed: [N, C, h, w] float32 (C as ``spec``
     says). ``option`` names where the folder came from in errors."""
     return np.stack([preprocess(read_image(file, option), size, spec) for file in image_files(directory, option)])
-
-
-def image_files(directory: Path, option: str = "--images") -> list[Path]:
-    """The image files in ``directory``, sorted by name; InputError when there are none."""
-    if not directory.is_dir():
-        raise InputError(f"{option} {directory}: not a directory", hint="pass a folder of .png/.jpg images")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputError(f"{option} {directory}: holds no images ({', '.join(IMAGE_SUFFIXES)})",
-                         hint="pass a folder of photographs like the ones the model was trained on")
-    return files
-
-
-def read_image(file: Path, option: str = "--images") -> np.ndarray:
-    """[h, w, 3] uint8 RGB (grey images repeated, alpha dropped); InputError naming ``option`` when unreadable."""
-    try:
-        return read_image_file(file)
-    except Exception as error:
-        raise InputError(f"{option}: {file} is an unreadable image ({type(error).__name__})",
-                         hint="remove or re-save it") from None

@@ -3,12 +3,10 @@ saved as JSON and JUnit XML, rendered by the CLI."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from ..errors import OutputError, ParityError
+from ..errors import ParityError
 from ..localize import Localization
 from ..manifest import stamped
 from ..parity import OutputParity, ParityReport, Tolerance
@@ -81,21 +79,6 @@ class VerifyReport:
             raise ParityError(f"parity check failed on {'; '.join(self.failures())}",
                               hint="the artifact does not compute what the checkpoint does; --layers lists every "
                                    "layer's error, and converting again rebuilds the artifact")
-
-
-def write_reports(report: VerifyReport, *, json_path: Path | None = None, junit_path: Path | None = None) -> None:
-    """Save the report as JSON and/or JUnit XML (for CI test views), creating parent directories."""
-    from .junit import write_junit
-
-    for path, write in ((json_path, lambda p: p.write_text(json.dumps(report.to_dict(), indent=2) + "\n")),
-                        (junit_path, lambda p: write_junit(report, p))):
-        if path is None:
-            continue
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            write(Path(path))
-        except OSError as error:
-            raise OutputError(f"cannot write {path}: {error.strerror or error}", hint="choose a writable path") from None
 
 
 def _finite(value):

@@ -16,7 +16,7 @@ from odexport.lowering import get_lowering
 from odexport.lowering.auto import AUTO_CANDIDATES, auto_candidates
 from odexport.lowering.tuning import TimingCache, TimingContext, choose_fastest, default_cache_path
 from odexport.rewrite import lower_model
-from odexport.runners import OnnxRuntimeRunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
 from strategies import tiny_od_net
 
 

@@ -21,9 +21,11 @@ from odexport.adapters import AdapterOptions, find_adapter
 from odexport.lowering.custom_op import DOMAIN, DOMAIN_VERSION, OP_TYPE, attach_function, node_attributes
 from odexport.models import create_model, randomize_
 from odexport.odconv import describe_official, reference_forward
-from odexport.openvino_extension import inline_odconv_functions, odconv_conversion_extension
+from odexport.backends.custom_op import inline_odconv_functions
+from odexport.backends.openvino.extension import odconv_conversion_extension
 from odexport.rewrite import find_odconv_layers
-from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.openvino import OpenVINORunner
 from strategies import LayerCase, build_layer, layer_cases
 from test_parity import assert_close
 from variants import randomize

@@ -18,8 +18,9 @@ from torch import nn
 import odexport
 from odexport.lowering.custom_op import DOMAIN
 from odexport.models import create_model, randomize_
-from odexport.reference import reference_runner
-from odexport.runners import OnnxRuntimeRunner, TorchRunner
+from odexport.backends.torch import reference_runner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.torch import TorchRunner
 from strategies import ASYMMETRIC, LayerCase, build_layer, tiny_od_net
 from test_parity import assert_close
 from variants import randomize

@@ -12,7 +12,8 @@ from odexport.export import export_onnx
 from odexport.exporters import EXPORTERS, export_options
 from odexport.lowering import get_lowering, list_lowerings
 from odexport.odconv import describe_official, reference_forward
-from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.openvino import OpenVINORunner
 from strategies import ASYMMETRIC, build_layer, layer_cases
 
 # max abs error <= RTOL * max(max |reference|, SCALE_FLOOR). The floor is for layers whose outputs are

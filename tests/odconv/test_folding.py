@@ -23,7 +23,7 @@ from odexport.odconv import (
     reference_forward,
 )
 from odexport.rewrite import lower_model
-from odexport.runners import OnnxRuntimeRunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
 from strategies import LayerCase, build_layer
 from variants import randomize
 from variants.condconv import CondConv2d

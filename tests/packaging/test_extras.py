@@ -44,7 +44,7 @@ def test_plot_without_matplotlib_names_the_plot_extra_before_measuring(tiny_arti
 
 def test_int8_for_onnx_runtime_needs_no_nncf(tiny_artifacts):
     """Only OpenVINO's quantizer is NNCF; ONNX Runtime quantizes with its own tools."""
-    result = _run_without("nncf", "from odexport.targets import get_target\n"
+    result = _run_without("nncf", "from odexport.backends import get_target\n"
                                   "get_target('onnxruntime').check('int8', 'flat')\nprint('ok')")
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 

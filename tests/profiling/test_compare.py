@@ -15,7 +15,7 @@ from odexport.cli.app import app
 from odexport.lowering import list_lowerings
 from odexport.profiling import Budget
 from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models
-from odexport.profiling.placement import Placement, PlacementLog, probe_cpus
+from placement import Placement, PlacementLog, probe_cpus
 from odexport.profiling.plot import comparison_figure, plot_comparison
 
 runner = CliRunner()
@@ -61,12 +61,21 @@ def test_a_row_per_variant_runtime_and_precision(comparison):
     assert [note for note in comparison.notes if "CPUs apart" not in note] == []
 
 
+def test_without_a_probe_no_placement_is_recorded(comparison):
+    assert all(row.placement is None for row in comparison.rows)
+
+
 @pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
-def test_each_group_records_where_its_cpus_sat(comparison):
+def test_with_the_benchmarks_probe_each_group_records_where_its_cpus_sat(tiny_model):
+    report = compare_models(tiny_model, TinyTwin().eval(), name="TinyODNet", twin_name="TinyTwin",
+                            precisions=("fp32",), imgsz=SIZE, lowerings=["decomposed"], naive=False,
+                            budget=Budget(iterations=2, seconds=0.05, warmup=1, min_iterations=1), rounds=1,
+                            placements=PlacementLog())
     by_key = {}
-    for row in comparison.rows:
-        assert row.placement.before_ns > 0 and row.placement.after_ns > 0
-        by_key.setdefault(row.run.key, set()).add(row.placement)
+    for row in report.rows:
+        placement = Placement(**row.placement)
+        assert placement.before_ns > 0 and placement.after_ns > 0
+        by_key.setdefault(row.run.key, set()).add(placement)
     # One probe pair per group: every variant of a runtime, precision and batch shares it.
     assert all(len(placements) == 1 for placements in by_key.values())
     assert len({p for placements in by_key.values() for p in placements}) == len(by_key)
@@ -88,7 +97,7 @@ def test_a_group_measured_apart_is_measured_again(tiny_model, earlier_level_ns, 
     report = measure_once(tiny_model, placements, attempts=2)
     assert len(placements.placements) == 1 + measurements
     assert {row.variant for row in report.rows} == {STATIC, "decomposed"}
-    assert all(row.placement == placements.placements[-1] for row in report.rows)
+    assert all(Placement(**row.placement) == placements.placements[-1] for row in report.rows)
     apart_notes = [note for note in report.notes if "CPUs apart" in note]
     assert apart_notes == (["onnxruntime fp32 batch 1: measured with the CPUs apart "
                             f"({placements.placements[-1].describe()}) in all 2 attempts"] if measurements == 2 else [])

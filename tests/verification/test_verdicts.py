@@ -24,8 +24,10 @@ from odexport.pipeline.verdict import judge_parity
 from odexport.errors import InputError, ParityError
 from odexport.inputs import parity_inputs
 from odexport.models import ODConv2d, create_model, randomize_
-from odexport.parity import NEAR_ZERO, TOLERANCES, check_parity, compare_output, degenerate_reason
-from odexport.runners import OnnxRuntimeRunner, TorchRunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.torch import TorchRunner
+from odexport.parity import NEAR_ZERO, check_parity, compare_output, degenerate_reason
+from odexport.precisions import FP32
 from odexport.verification import verify_artifact
 from strategies import tiny_od_net
 
@@ -172,7 +174,7 @@ def real_outputs(tiny_artifacts):
 def test_compare_output_gives_the_same_verdict_at_every_scale(real_outputs, exponent, mantissa):
     right, other, candidate = real_outputs
     factor = mantissa * 10.0 ** exponent
-    fp32 = TOLERANCES["fp32"]
+    fp32 = FP32.tolerance
     assert compare_output("logits", right * factor, candidate * factor, fp32).passed
     wrong = compare_output("logits", other * factor, candidate * factor, fp32)
     assert not wrong.passed and {"error", "cosine"} <= set(wrong.failed_checks)
@@ -233,7 +235,7 @@ def test_convert_parity_fails_an_artifact_wrong_only_on_its_second_output(second
     session = OnnxRuntimeRunner(artifact / "model.onnx")
     reference = TorchRunner(model, session.input_names, session.output_names)
     parity = check_parity(reference, session, [parity_inputs((SIZE, SIZE))], batch_sizes=(1, 3),
-                          tolerance=TOLERANCES["fp32"])
+                          tolerance=FP32.tolerance)
     assert [(out.name, out.passed) for out in parity.outputs] == [("scores", True), ("pooled", False)]
     with pytest.raises(ParityError, match="pooled max abs error"):
         judge_parity(parity, "fp32", artifact, allow_degenerate=False)

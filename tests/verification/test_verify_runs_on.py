@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from odexport.errors import InputError
-from odexport.targets import RUNS_ON_KEY
+from odexport.backends import RUNS_ON_KEY
 from odexport.verification import verify_artifact
 from test_verify_cli import assert_clean_error, run_cli
 

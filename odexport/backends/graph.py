@@ -1,4 +1,4 @@
-"""An artifact's dataflow as a runtime names it, and which of its tensors holds a PyTorch module's output.
+"""An artifact's dataflow as a runtime names it (each backend reads its own format into a TensorGraph), and which of its tensors holds a PyTorch module's output.
 
 The TorchScript ONNX exporter names each node after the module that produced it
 (``/layer3/layer3.0/conv1/Conv``, see :func:`odexport.inspection.onnx_scope`), and onnxsim and OpenVINO
@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .inspection import onnx_scope
+import onnx
+
+from ..errors import InputError
+from ..module_names import onnx_scope
 
 # Node names the exporter did not write (onnxsim's "Slice_0", OpenVINO's "Multiply_1234") carry no
 # scope. Such a node takes the place of the node computing its input (TensorGraph._places); one that
@@ -84,8 +87,7 @@ class TensorGraph:
 
 
 def read_onnx_graph(path: Path) -> TensorGraph:
-    import onnx
-
+    """An ONNX file's graph, for every backend that runs ONNX files."""
     model = onnx.load(str(path), load_external_data=False)
     try:
         typed = onnx.shape_inference.infer_shapes(model).graph
@@ -101,32 +103,29 @@ def read_onnx_graph(path: Path) -> TensorGraph:
     return TensorGraph(nodes, frozenset(o.name for o in model.graph.output), names, non_float)
 
 
-def read_openvino_graph(path: Path) -> TensorGraph:
-    import openvino as ov
+def with_outputs(model_file: Path, tensors: list[str], workdir: Path) -> Path:
+    """A copy of an ONNX file whose graph outputs include ``tensors`` (for any backend reading ONNX)."""
+    model = onnx.load(str(model_file))
+    present = {output.name for output in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in tensors if name not in present)
+    copy = workdir / f"{model_file.stem}.exposed.onnx"
+    onnx.save(model, str(copy))
+    return copy
 
-    from .openvino_extension import odconv_conversion_extension
 
-    core = ov.Core()
-    core.add_extension(odconv_conversion_extension())
-    model = core.read_model(str(path))
+def onnx_io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
+    """An ONNX file's [(input name, shape with None for a dynamic axis)] and output names."""
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as error:
+        raise InputError(f"{path}: not a readable ONNX file ({type(error).__name__})",
+                         hint="pass a .onnx written by odexport convert or torch.onnx.export") from None
+    weights = {init.name for init in graph.initializer}  # old exports list initializers as inputs
+    inputs = [(i.name, tuple(d.dim_value or None for d in i.type.tensor_type.shape.dim))
+              for i in graph.input if i.name not in weights]
+    return inputs, tuple(o.name for o in graph.output)
 
-    def tensor_id(port) -> str:
-        names = sorted(port.get_names())
-        return names[0] if names else f"{port.get_node().get_friendly_name()}:{port.get_index()}"
 
-    nodes, names, non_float, outputs = [], {}, set(), set()
-    for op in model.get_ordered_ops():
-        inputs = tuple(tensor_id(port.get_source_output()) for port in op.inputs())
-        if op.get_type_name() == "Result":
-            outputs.update(inputs)
-            continue
-        produced = []
-        for port in op.outputs():
-            tensor = tensor_id(port)
-            produced.append(tensor)
-            if port.get_names():
-                names[tensor] = tuple(sorted(port.get_names()))
-            if not port.get_element_type().is_real():
-                non_float.add(tensor)
-        nodes.append(Node(op.get_friendly_name(), op.get_type_name(), inputs, tuple(produced)))
-    return TensorGraph(tuple(nodes), frozenset(outputs), names, frozenset(non_float))
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata (odexport writes its own under "odexport." keys)."""
+    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}

@@ -1,4 +1,4 @@
-"""The PyTorch reference under an explicit eval semantics.
+"""PyTorch eager, the reference every backend is checked against, under an explicit eval semantics.
 
 A variant that skips its attention BatchNorm at batch 1 computes two different functions, depending on
 the batch. The artifact follows the one the user chose, and so must the reference, whatever batch
@@ -10,8 +10,26 @@ reference; nothing of it is replaced.
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
 
-from .runners import Runner
+from .base import Runner, flatten_outputs
+
+
+class TorchRunner:
+    """PyTorch eager, the reference."""
+
+    name = "pytorch"
+
+    def __init__(self, module: nn.Module, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> None:
+        self.module = module.eval()
+        self.input_names = input_names
+        self.output_names = output_names
+
+    @torch.no_grad()
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.module(*(torch.from_numpy(feed[name]) for name in self.input_names))
+        return {name: out.numpy() for name, (_, out) in zip(self.output_names, flatten_outputs(outputs))}
 
 
 class ChosenBatchSemantics:

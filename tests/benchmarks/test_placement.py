@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from odexport.profiling.placement import Placement, PlacementLog, core_handoff_ns, probe_cpus, split_ns
+from placement import Placement, PlacementLog, core_handoff_ns, probe_cpus, split_ns
 
 two_cpus = pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
 

@@ -1,0 +1,97 @@
+"""What every backend shares, with no runtime imported: the Runner interface, how a model's outputs
+flatten, the request a target writes from, the options profiling runs a session with, and a node's time.
+
+Sessions are built once per runner and reused; verify, profile and calibration all go through runners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..console import Reporter, SilentReporter
+from ..errors import InputError
+from ..inputs import batches
+
+MODEL_STEM = "model"
+FLAT = "flat"
+# ONNX metadata key of the runtimes an artifact is restricted to (a JSON list), as the manifest's "runs_on".
+RUNS_ON_KEY = "odexport.runs_on"
+# OpenVINO's PERFORMANCE_HINT values, the ones profile offers for every runtime.
+HINTS = ("latency", "throughput")
+
+
+class Runner(Protocol):
+    name: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def flatten_outputs(outputs, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    """A model's outputs as (name, tensor) in the order the ONNX exporter flattens them: a tensor, or
+    tuples, lists and dicts of them, nested. Names are the key path ("p4.0"), empty for a lone tensor."""
+    if isinstance(outputs, torch.Tensor):
+        return [(prefix, outputs)]
+    if isinstance(outputs, dict):
+        items = list(outputs.items())
+    elif isinstance(outputs, (tuple, list)):
+        items = list(enumerate(outputs))
+    else:
+        raise TypeError(f"a model output of type {type(outputs).__name__} is not a tensor, tuple, list or dict")
+    flat = []
+    for key, value in items:
+        flat += flatten_outputs(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """What a target writes: metadata (str -> str, stored in the model file), a precision name
+    (odexport.precisions), calibration samples [N, 3, H, W] for a quantized precision, fed at ``batch``
+    (the model's batch, 1 for a dynamic one), and a directory layout (FLAT or one the target lists)."""
+
+    metadata: dict[str, str]
+    precision: str = "fp32"
+    calibration: np.ndarray | None = None
+    batch: int = 1
+    layout: str = FLAT
+    name: str = MODEL_STEM
+    input_name: str = "input"
+    reporter: Reporter = field(default_factory=SilentReporter)
+
+    def calibration_batches(self) -> list[np.ndarray]:
+        if self.calibration is None:
+            raise InputError(f"precision {self.precision} needs calibration images",
+                             hint="pass --calibration DIR or --calibration synthetic")
+        return batches(self.calibration, self.batch)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How profile runs a session. precision: a name in the backend's ``precisions``; threads/streams: None
+    lets the runtime choose."""
+
+    precision: str = "fp32"
+    hint: str = "latency"
+    threads: int | None = None
+    streams: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeTime:
+    """One timed node of a runtime: ms per inference (mean over the profiled runs)."""
+
+    name: str
+    op: str
+    exec_type: str
+    ms: float
+
+
+# A runtime's executed graph for attributing times: (node name, input tensors, output tensors, the names of
+# the original nodes it computes, itself first).
+GraphNode = tuple[str, list[str], list[str], list[str]]
