@@ -1,5 +1,8 @@
 """The `odexport` command: a thin Typer layer over the library. It parses options, calls one library
-function, renders the result, and maps odexport errors to exit codes (2 bad input, 1 parity failure)."""
+function, renders the result, and maps odexport errors to exit codes (2 bad input, 1 parity failure).
+
+Each command imports the library inside its own function: `odexport -h`, `--version` and shell completion
+must answer without importing PyTorch and the runtimes (seconds)."""
 
 from __future__ import annotations
 

@@ -17,19 +17,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import check_finite, read_module
-from .console import Reporter
+from .adapters import AdapterOptions
+from .backends import FLAT
 from .calibration import DEFAULT_CALIBRATION_SIZE
+from .checkpoint import check_finite, load_checkpoint, read_module
+from .console import Reporter
 from .errors import InputError, UnknownArchitectureError
+from .generic import probe_generic_path
 from .input_channels import resolve_channels
 from .inputs import IMAGENET, Preprocessing
-from .manifest import stamped
+from .inspection import CheckpointInspection, summarize_model, summarize_onnx
 from .limits import parse_imgsz
+from .manifest import stamped
 from .pipeline import (DEFAULT_BATCH, DEFAULT_LOWERING, ConversionResult, ConvertOptions, convert_checkpoint,
                        convert_model, convert_options)
 from .pipeline.notes import layer_record
 from .renamed import renamed
-from .backends import FLAT
+from .rewrite import batch_dependent_layers, find_odconv_layers, find_unrecognised_layers
+from .verification import verify_artifact
 
 
 def convert(
@@ -159,8 +164,6 @@ def verify(
     dynamic-batch artifact (one, "1,3,8" or a list; default 1 and 3); batch_sizes= is its old name.
     allow_degenerate: as verify_artifact.
     """
-    from .verification import verify_artifact
-
     batch = renamed("batch_sizes", batch_sizes, "batch", batch)
 
     module = reference if isinstance(reference, nn.Module) else None
@@ -209,8 +212,6 @@ def inspect(
     """
     if isinstance(model, nn.Module):
         return _inspect_module(model, attention_batchnorm, example_input, imgsz)
-    from .checkpoint import load_checkpoint
-    from .inspection import CheckpointInspection, summarize_model, summarize_onnx
 
     path = Path(model)
     if path.suffix == ".onnx":
@@ -230,10 +231,6 @@ def inspect(
 
 def _inspect_module(model: nn.Module, attention_batchnorm: str | None, example_input: torch.Tensor | None,
                     imgsz: str | int | tuple[int, int]) -> ModuleInspection:
-    from .adapters import AdapterOptions
-    from .generic import probe_generic_path
-    from .rewrite import batch_dependent_layers, find_odconv_layers, find_unrecognised_layers
-
     # Listing needs no choice: an undecided batch-1 BatchNorm is listed as such and read as "apply".
     undecided = batch_dependent_layers(model) if attention_batchnorm is None else []
     layers = find_odconv_layers(model, AdapterOptions(attention_batchnorm or ("apply" if undecided else None)))

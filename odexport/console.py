@@ -10,6 +10,10 @@ import time
 from contextlib import contextmanager, nullcontext
 from typing import Callable, ContextManager, Iterator, Protocol
 
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
 
 class Reporter(Protocol):
     def stage(self, name: str, action: str) -> "StageContext": ...
@@ -57,7 +61,6 @@ class ConsoleReporter:
     plain lines are written, so a redirected run still shows what it is doing."""
 
     def __init__(self, console=None) -> None:
-        from rich.console import Console
 
         self.console = console or Console(stderr=True, highlight=False)
         self._live = None  # one rich Progress shared by nested stages: rich allows one live display per console
@@ -68,7 +71,6 @@ class ConsoleReporter:
 
     @contextmanager
     def stage(self, name: str, action: str) -> Iterator[Stage]:
-        from rich.markup import escape
 
         stage = Stage()
         start = time.perf_counter()
@@ -84,7 +86,6 @@ class ConsoleReporter:
                            soft_wrap=True)
 
     def info(self, message: str) -> None:
-        from rich.markup import escape
 
         self.console.print(escape(message), soft_wrap=True)
 
@@ -105,7 +106,6 @@ class ConsoleReporter:
     def steps(self, name: str) -> Iterator[Callable[[int, int, str], None]]:
         """``update(done, total, description)`` for work counted in steps whose total is known late (profile,
         compare): a bar on a terminal; elsewhere a line per step when there are few, else every quarter."""
-        from rich.markup import escape
 
         if self.interactive:
             with self._task(name) as (bar, task):
@@ -131,8 +131,6 @@ class ConsoleReporter:
     @contextmanager
     def _task(self, description: str):
         """A row of the live display, removed when the work ends; the display stops with its last row."""
-        from rich.markup import escape
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         if self._live is None:
             self._live = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),

@@ -7,6 +7,7 @@ from pathlib import Path
 from .checkpoint import save_official_checkpoint
 from .console import Reporter
 from .conversion import ConversionResult, convert_checkpoint
+from .models import create_model, randomize_
 
 DEMO_SEED = 0
 
@@ -14,8 +15,6 @@ DEMO_SEED = 0
 def run_demo(
     output: Path, *, kernel_num: int = 1, imgsz: str | int = 224, reporter: Reporter | None = None
 ) -> tuple[Path, ConversionResult]:
-    from .models import create_model, randomize_
-
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     model = randomize_(create_model("od_resnet18", kernel_num=kernel_num), seed=DEMO_SEED)

@@ -10,7 +10,7 @@ import onnx
 import torch
 from torch import nn
 
-from .backends.base import flatten_outputs
+from .outputs import flatten_outputs
 from .errors import ExportError
 from .exporters import ExportOptions, Trace, export_options, run_exporter
 
@@ -100,7 +100,7 @@ def simplify_onnx(graph: ExportedGraph) -> ExportedGraph:
 
     onnxsim's own random-input check is skipped: convert checks parity of the final artifact.
     """
-    import onnxsim
+    import onnxsim  # lazy: its import takes a second, and only conversions simplify
 
     model = onnx.load(graph.path)
     try:

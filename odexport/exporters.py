@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .lowering.registry import dynamo_translations
+from .module_names import name_input_dims, name_nodes_by_module
 
 TORCHSCRIPT = "torchscript"
 DYNAMO = "dynamo"
@@ -99,9 +101,6 @@ def _export_torchscript(trace: Trace) -> onnx.ModelProto:
 
 
 def _export_dynamo(trace: Trace) -> onnx.ModelProto:
-    from .lowering.registry import dynamo_translations
-    from .module_names import name_input_dims, name_nodes_by_module
-
     example = trace.example
     if trace.dynamic_batch and example.shape[0] == 1:
         # torch.export makes a dimension of size 1 a constant: a symbolic batch needs a traced batch of 2.
@@ -141,7 +140,7 @@ def torchscript_unavailable() -> str | None:
 
 def _onnxscript_missing() -> str | None:
     try:
-        import onnxscript  # noqa: F401
+        import onnxscript  # noqa: F401  (a probe: is it installed? importing it takes seconds)
     except ImportError:
         return "the onnxscript package is not installed"
     return None

@@ -73,7 +73,7 @@ def preprocess(image: np.ndarray, size: tuple[int, int], spec: Preprocessing = I
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as [H, W, 3] uint8 RGB: grey is repeated, alpha dropped, 16-bit scaled to 8.
     Raises OSError/ValueError for a file Pillow cannot read."""
-    from PIL import Image
+    from PIL import Image  # lazy: only reading image files needs Pillow
 
     with Image.open(path) as image:
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -4,6 +4,8 @@ allocate 120 GB."""
 
 from __future__ import annotations
 
+import psutil
+
 from .errors import InputError
 
 MAX_SIDE = 8192  # pixels per side: far beyond what an image classifier is trained or deployed at
@@ -47,7 +49,6 @@ def check_count(value: int, most: int, option: str, example: str) -> None:
 
 def check_memory(values: int, bytes_per_value: int, what: str, options: str) -> None:
     """InputError when ``values`` inputs at ``bytes_per_value`` cannot fit in the memory available now."""
-    import psutil
 
     needed, available = values * bytes_per_value, psutil.virtual_memory().available
     if needed > available:

@@ -2,7 +2,9 @@
 top-level modules, the import cycles between modules, the imports made inside functions, and the longest
 functions.
 
-    python scripts/structure.py [--top 15]
+    python scripts/structure.py [--top 15] [--check]
+
+--check exits 1 when there is an import cycle, imports inside functions counted (CI runs it).
 
 Module-level imports make the graph (TYPE_CHECKING blocks excluded); an import inside a function is
 counted apart, because it is how a cycle is usually hidden.
@@ -127,6 +129,7 @@ def levels(graph: dict[str, set[str]]) -> dict[int, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=15, help="how many of the longest functions to list")
+    parser.add_argument("--check", action="store_true", help="exit 1 on any import cycle")
     args = parser.parse_args()
     modules, graph, every, in_function, lengths = read_package()
     print(f"{len(modules)} modules")
@@ -145,6 +148,8 @@ def main() -> None:
     print(f"\nlongest functions (lines):")
     for length, name, line in sorted(lengths, reverse=True)[: args.top]:
         print(f"  {length:4d}  {name} (line {line})")
+    if args.check and (found or hidden):
+        raise SystemExit("error: import cycles (listed above); break them rather than hide them in a function")
 
 
 if __name__ == "__main__":

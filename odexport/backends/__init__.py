@@ -11,7 +11,8 @@ A backend module registers its Backend (how verify and profile run a model file)
 from . import onnxruntime  # noqa: F401, I001
 from . import openvino  # noqa: F401
 from . import onnx_reference  # noqa: F401
-from .base import FLAT, HINTS, MODEL_STEM, RUNS_ON_KEY, RunOptions, Runner, WriteRequest, flatten_outputs
+from ..outputs import flatten_outputs
+from .base import FLAT, HINTS, MODEL_STEM, RUNS_ON_KEY, RunOptions, Runner, WriteRequest
 from .registry import (
     ALL, Backend, Target, backends_reading, build_runner, choose_runtimes, get_backend, get_target, left_out_note,
     list_backends, list_targets, model_suffixes, register_backend, register_target, unregister_backend,

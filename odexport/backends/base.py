@@ -1,5 +1,4 @@
-"""What every backend shares, with no runtime imported: the Runner interface, how a model's outputs
-flatten, the request a target writes from, the options profiling runs a session with, and a node's time.
+"""What every backend shares, with no runtime imported: the Runner interface, the request a target writes from, the options profiling runs a session with, and a node's time.
 
 Sessions are built once per runner and reused; verify, profile and calibration all go through runners.
 """
@@ -10,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from ..console import Reporter, SilentReporter
 from ..errors import InputError
@@ -30,23 +28,6 @@ class Runner(Protocol):
     output_names: tuple[str, ...]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-
-def flatten_outputs(outputs, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
-    """A model's outputs as (name, tensor) in the order the ONNX exporter flattens them: a tensor, or
-    tuples, lists and dicts of them, nested. Names are the key path ("p4.0"), empty for a lone tensor."""
-    if isinstance(outputs, torch.Tensor):
-        return [(prefix, outputs)]
-    if isinstance(outputs, dict):
-        items = list(outputs.items())
-    elif isinstance(outputs, (tuple, list)):
-        items = list(enumerate(outputs))
-    else:
-        raise TypeError(f"a model output of type {type(outputs).__name__} is not a tensor, tuple, list or dict")
-    flat = []
-    for key, value in items:
-        flat += flatten_outputs(value, f"{prefix}.{key}" if prefix else str(key))
-    return flat
 
 
 @dataclass(frozen=True)

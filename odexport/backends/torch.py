@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Runner, flatten_outputs
+from ..outputs import flatten_outputs
+from .base import Runner
 
 
 class TorchRunner:

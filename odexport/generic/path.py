@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..adapters import UnrecognisedLayer
 from ..errors import InputError
-from ..backends.base import flatten_outputs
+from ..outputs import flatten_outputs
 from .layer import GenericDynamicConv, UnhandledLayer, learn_folds, record_convolutions
 
 # The generic form must reproduce the layer to this relative error (max |error| / max |layer output|).

@@ -12,13 +12,15 @@ Timings are cached per machine, so converting again measures nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..console import Reporter, SilentReporter
-from ..exporters import ExportOptions
 from ..odconv import ODConvSpec
 from .registry import Lowering, get_lowering, list_lowerings
 from .tuning import LayerTiming, TimingCache, TimingContext, choose_fastest, layer_signature, time_layer
+
+if TYPE_CHECKING:
+    from ..exporters import ExportOptions
 
 AUTO = "auto"
 # In order of preference on a near tie: constant weights first (runtimes pre-pack and quantize those).

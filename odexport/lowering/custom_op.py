@@ -145,7 +145,7 @@ def _odconv2d_shape(x, weight, fc_weight, fc_bias, head_weight, head_bias, bias,
 def node_schema():
     """The ONNX schema of ODConv2d, which onnxscript needs to write a node of it (not registered globally:
     ONNX's shape inference would then prefer it to the model's function body)."""
-    from onnx.defs import OpSchema
+    from onnx.defs import OpSchema  # beside the onnxscript import it serves: only the dynamo exporter asks
 
     optional = OpSchema.FormalParameterOption.Optional
     inputs = [OpSchema.FormalParameter(name, "T", param_option=optional if name in ("bias", "kernel_bias")
@@ -159,7 +159,7 @@ def node_schema():
 def translate_odconv2d(x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias, strides, pads,
                        dilations, group, kernel_num, head_sizes, kernel_activation):
     """onnxscript: the operator call as one ai.odexport::ODConv2d node, attributes as node_attributes writes them."""
-    from onnxscript.values import Op, Opset
+    from onnxscript.values import Op, Opset  # lazy: onnxscript takes seconds to import; only dynamo needs it
 
     inputs = [x, weight, fc_weight, fc_bias, head_weight, head_bias] + [t for t in (bias, kernel_bias) if t is not None]
     attributes = {"strides": strides, "pads": pads, "dilations": dilations, "group": group,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..export import export_onnx
 from ..odconv import ODConvSpec
 from ..scratch import dead_owner, process_tag, scratch_directory
 from .registry import Lowering
@@ -177,8 +178,6 @@ def time_layer(
     alike), and the minimum, not the median, estimates what the layer costs on its own: other work on
     the machine only ever adds time. export_options: the exporter and opset of the conversion.
     """
-    from ..export import export_onnx
-
     example = torch.zeros(*input_shape)
     feed = {"input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
     with scratch_directory("tune") as work:
