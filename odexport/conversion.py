@@ -231,6 +231,7 @@ def convert_model(
             odconv_input_shapes(model, example) if max(len(candidates), len(depthwise_candidates)) > 1 else {},
             _timing_context(chosen_target, precision, export), chosen_target.timing_runner(precision), candidates,
             reporter=reporter, depthwise_candidates=depthwise_candidates, export_options=export,
+            dynamic_batch=fixed_batch is None,
         )
     else:
         choose = layer_chooser(lowering)
