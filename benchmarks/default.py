@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict | None] = {
     "auto-dynamic": {"lowering": "auto", "batch": "dynamic"},
     "auto-b1": {"lowering": "auto", "batch": 1},
     "taps-dynamic": {"lowering": "depthwise-taps", "batch": "dynamic"},
+    # The static twin itself at a dynamic batch: what a dynamic batch costs a model without ODConv.
+    "twin-dynamic": {"batch": "dynamic"},
 }
 TWIN, NAIVE = "static twin", "naive export"
 # Issue 17's targets for the default artifact at batch 1 (ratio to the static twin), f32 only: this CPU
@@ -105,7 +107,8 @@ def write_variants(model, twin, runtime: str, variants: list[str], work: Path, l
     for name in variants:
         began = time.perf_counter()
         options = VARIANTS[name] or {}
-        result = convert_model(model, target=target, output=work / name, imgsz=SIZE, verify=False, **options)
+        source = twin if name.startswith("twin") else model
+        result = convert_model(source, target=target, output=work / name, imgsz=SIZE, verify=False, **options)
         log(f"  {name}: {result.manifest['lowering']}, batch "
             f"{'dynamic' if result.manifest['dynamic']['batch'] else 1}, written in {time.perf_counter() - began:.1f} s")
         paths[name] = result.model_file

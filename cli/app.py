@@ -95,8 +95,8 @@ def convert(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory [default: <checkpoint stem>_<target>, plus _<precision> when not fp32].")] = None,
     imgsz: ImgszOpt = "224",
     channels: ChannelsOpt = None,
-    batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: dynamic, or 1 for a fixed-batch lowering]")] = None,
-    lowering: Annotated[str, typer.Option("--lowering", help="How ODConv layers are written in ONNX: decomposed, custom-op, dynamic-weight, folded-weight, or auto (timed per layer on the target runtime).")] = "decomposed",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Batch size: an int, or 'dynamic'. [default: 1 under auto (convert says so), dynamic for decomposed, depthwise-taps and custom-op, 1 for the other lowerings]")] = None,
+    lowering: Annotated[Optional[str], typer.Option("--lowering", help="How ODConv layers are written in ONNX: auto (timed per layer on the target runtime), decomposed, depthwise-taps, custom-op, dynamic-weight or folded-weight. [default: auto]")] = None,
     dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Symbolic input height and width.")] = False,
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify the graph with onnxsim.")] = True,
     arch: ArchOpt = None,
@@ -116,11 +116,12 @@ def convert(
     """Convert a checkpoint (or a file holding a whole module) to a deployable artifact and check it
     against PyTorch."""
     from odexport.api import convert as convert_api
+    from odexport.convert_options import DEFAULT_LOWERING
     from odexport.console import ConsoleReporter
 
     def action() -> None:
         result = convert_api(
-            checkpoint, target=target, output=output, imgsz=imgsz, channels=channels, batch=batch, lowering=lowering,
+            checkpoint, target=target, output=output, imgsz=imgsz, channels=channels, batch=batch, lowering=lowering or DEFAULT_LOWERING,
             dynamic_size=dynamic_size, simplify=simplify, arch=arch, unsafe_pickle=unsafe_pickle, verify=verify,
             precision=precision, calibration=calibration, calibration_size=calibration_size, layout=layout,
             temperature=temperature, attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,

@@ -18,7 +18,8 @@ from .artifact import StagedDirectory, write_manifest
 from .calibration import DEFAULT_CALIBRATION_SIZE, calibration_samples
 from .checkpoint import load_checkpoint
 from .console import Reporter, SilentReporter
-from .convert_options import check_request, convert_options, parse_batch, parse_imgsz
+from .convert_options import (DEFAULT_LOWERING, check_request, convert_options, default_batch,
+                              default_batch_notes, parse_batch, parse_imgsz)
 from .errors import InputError, ParityError
 from .export import export_onnx, simplify_onnx
 from .exporters import ExportOptions, export_options
@@ -37,7 +38,6 @@ from .runners import TorchRunner
 from .scratch import scratch_directory
 from .targets import FLAT, WriteRequest, get_target
 
-DEFAULT_LOWERING = "decomposed"
 # Batch sizes a dynamic-batch artifact is checked at: 1 and a size that is neither 1 nor a power of two.
 DYNAMIC_BATCH_CHECKS = (1, 3)
 
@@ -173,7 +173,7 @@ def convert_model(
     read from it when None (3 when there is none to read; odexport.input_channels). Parity runs on
     seeded random inputs, plus the bundled photographs when ``preprocessing`` fits the channels: RGB
     for 3, grey for 1 (odexport.inputs.for_channels); None: not an image model, random inputs only.
-    batch: an int, "dynamic", or None for dynamic where the lowering allows it and 1 otherwise.
+    batch: an int, "dynamic", or None for convert_options.default_batch (1 under auto).
     dynamic_size: symbolic height and width (parity is then checked at a second size too).
     simplify: run onnxsim on the exported graph (parity is checked on the simplified artifact).
     precision: a name in odexport.precisions the target writes; parity uses its TOLERANCES preset.
@@ -206,9 +206,8 @@ def convert_model(
     check_request(chosen_target, precision, layout, calibration)
     export = export_options(exporter, opset)
     single = None if lowering == AUTO else get_lowering(lowering)
-    if batch is None:
-        batch = "dynamic" if single is None or single.dynamic_batch else 1
-    fixed_batch = parse_batch(batch)
+    asked_batch = batch
+    fixed_batch = parse_batch(default_batch(single) if batch is None else batch)
     if fixed_batch is None and single is not None and not single.dynamic_batch:
         raise InputError(f"lowering {lowering!r} cannot export a dynamic batch",
                          hint="pass --batch N, or choose a lowering with a dynamic batch (decomposed)")
@@ -244,7 +243,8 @@ def convert_model(
             used = Counter(layer.lowering for layer in layers)
             stage.result = (f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
                             + (f", {len(generic)} generic" if generic else ""))
-        notes = conversion_notes(layers) + generic_notes(generic) + ([export.note] if export.note else [])
+        notes = (conversion_notes(layers) + generic_notes(generic) + ([export.note] if export.note else [])
+                 + default_batch_notes(asked_batch, fixed_batch))
         for note in notes:
             reporter.info(f"  - {note}")
         semantics = next((layer.attention_batchnorm for layer in layers if layer.attention_batchnorm), None)

@@ -18,13 +18,19 @@ from .precisions import get_precision
 from .targets import get_target
 
 DEFAULT_CHANNELS = 3  # for the memory estimate when the model has not been read yet
+# convert's defaults, chosen by measuring the artifacts as users load them (benchmarks/default.py,
+# benchmarks/results/default.md): a fixed batch of 1 with every layer's form timed on the target runtime
+# ran od_mobilenetv2_100 1.3-2.1x its static twin where the dynamic-batch forms ran 3.7-12x (OpenVINO
+# compiles per-sample arithmetic at a dynamic batch slowly), and od_resnet18 closest to its twin too.
+DEFAULT_LOWERING = "auto"
+DEFAULT_BATCH = 1  # with the default lowering; --batch dynamic asks for one artifact for every batch size
 DYNAMIC_BATCH_PEAK = 3  # the largest batch a dynamic-batch artifact is checked at (conversion.DYNAMIC_BATCH_CHECKS)
 
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    """What convert was asked for, every value checked. batch: an int, "dynamic", or None (dynamic
-    where the lowering allows it, else 1). notes: warnings on options that have no effect."""
+    """What convert was asked for, every value checked. batch: an int, "dynamic", or None (see
+    default_batch). notes: warnings on options that have no effect."""
 
     target: str
     precision: str
@@ -66,6 +72,22 @@ def convert_options(*, target: str, precision: str, lowering: str, layout: str,
     check_input_memory(fixed_batch or DYNAMIC_BATCH_PEAK, channels or DEFAULT_CHANNELS, size)
     return ConvertOptions(target, precision, lowering, layout, size, batch, channels, calibration,
                           calibration_size, temperature, attention_batchnorm, notes)
+
+
+def default_batch(lowering) -> int | str:
+    """The batch convert writes when none is asked for: DEFAULT_BATCH under `auto` (lowering None), dynamic
+    for a named lowering that allows it (the form chosen for its dynamic batch), else 1."""
+    if lowering is None:
+        return DEFAULT_BATCH
+    return "dynamic" if lowering.dynamic_batch else 1
+
+
+def default_batch_notes(asked: str | int | None, fixed_batch: int | None) -> list[str]:
+    """What convert says (and the manifest keeps) when it fixed the batch without being asked to."""
+    if asked is not None or fixed_batch is None:
+        return []
+    return [f"the batch is fixed at {fixed_batch} (the fastest artifact); pass --batch dynamic for one that "
+            "serves any batch size"]
 
 
 def parse_imgsz(value: str | int | tuple[int, int]) -> tuple[int, int]:

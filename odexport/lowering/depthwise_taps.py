@@ -12,6 +12,7 @@ many times slower than its static twin, benchmarks/results/default.md). Other la
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -25,16 +26,28 @@ def is_depthwise(spec: ODConvSpec) -> bool:
 
 
 class DepthwiseTapsODConv(nn.Module):
-    def __init__(self, spec: ODConvSpec) -> None:
+    """taps: "slice" (Pad, then a Slice per tap) or "conv" (a depthwise convolution with a constant
+    one-hot kernel per tap, as `decomposed` takes its im2col columns). By default Slice at stride 1 and
+    convolutions at a larger stride, where a strided Slice was the slower in OpenVINO at a dynamic batch
+    (benchmarks/depthwise_forms.py on od_mobilenetv2_100's depthwise layers)."""
+
+    def __init__(self, spec: ODConvSpec, taps: str | None = None) -> None:
         super().__init__()
         self.spec = spec
+        self.taps = taps or ("slice" if tuple(spec.stride) == (1, 1) else "conv")
         self.attention = AttentionBranch(spec)
         self.register_buffer("weight", spec.weight.clone())
+        k = spec.kernel_size
+        one_hot = torch.eye(k * k).reshape(k * k, 1, 1, k, k).expand(k * k, spec.in_channels, 1, k, k)
+        self.register_buffer("tap_kernels", one_hot.contiguous() if taps == "conv" else None)
 
     def _taps(self, x: Tensor) -> list[Tensor]:
         """x: [B, C, H, W] -> k*k tensors [B, C, H_out, W_out], the input seen by each window position
         (row-major). Slice ends count from the padded input's end, so sizes stay symbolic in the export."""
         spec = self.spec
+        if self.taps == "conv":
+            return [F.conv2d(x, kernel, None, spec.stride, spec.padding, spec.dilation, spec.in_channels)
+                    for kernel in self.tap_kernels]
         (pad_h, pad_w), (step_h, step_w), (dil_h, dil_w), k = spec.padding, spec.stride, spec.dilation, spec.kernel_size
         padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h)) if pad_h or pad_w else x
         taps = []
