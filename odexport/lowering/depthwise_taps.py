@@ -39,7 +39,7 @@ class DepthwiseTapsODConv(nn.Module):
         self.register_buffer("weight", spec.weight.clone())
         k = spec.kernel_size
         one_hot = torch.eye(k * k).reshape(k * k, 1, 1, k, k).expand(k * k, spec.in_channels, 1, k, k)
-        self.register_buffer("tap_kernels", one_hot.contiguous() if taps == "conv" else None)
+        self.register_buffer("tap_kernels", one_hot.contiguous() if self.taps == "conv" else None)
 
     def _taps(self, x: Tensor) -> list[Tensor]:
         """x: [B, C, H, W] -> k*k tensors [B, C, H_out, W_out], the input seen by each window position
