@@ -68,7 +68,8 @@ def tiny_artifacts(tmp_path_factory, tiny_model) -> dict[str, Path]:
     from odexport.conversion import convert_model
 
     out = tmp_path_factory.mktemp("tiny")
-    return {target: convert_model(tiny_model, target=target, output=out / target, imgsz=32, verify=False).output_dir
+    return {target: convert_model(tiny_model, target=target, output=out / target, imgsz=32, lowering="decomposed",
+                                   batch="dynamic", verify=False).output_dir
             for target in ("onnx", "openvino")}
 
 
@@ -79,7 +80,8 @@ def tiny_onnxruntime_artifact(tmp_path_factory, tiny_model) -> Path:
     from odexport.conversion import convert_model
 
     out = tmp_path_factory.mktemp("tiny") / "onnxruntime"
-    return convert_model(tiny_model, target="onnxruntime", output=out, imgsz=32, verify=False).output_dir
+    return convert_model(tiny_model, target="onnxruntime", output=out, imgsz=32, lowering="decomposed",
+                         batch="dynamic", verify=False).output_dir
 
 
 @pytest.fixture(scope="session")
@@ -92,11 +94,17 @@ def official_checkpoint(tmp_path_factory):
 
 @pytest.fixture(autouse=True, scope="session")
 def _timing_cache_in_a_temporary_directory(tmp_path_factory):
-    """`auto` caches its timings under the user's cache directory; tests must not read or write it."""
+    """`auto` caches its timings under the user's cache directory; tests must not read or write it. One
+    cache serves the whole run, every xdist worker included (each worker's base directory sits in the
+    run's): `auto` is convert's default, so most conversions time their layers, and each layer shape
+    is then timed once per run."""
     import os
 
     previous = os.environ.get("ODEXPORT_CACHE_DIR")
-    os.environ["ODEXPORT_CACHE_DIR"] = str(tmp_path_factory.mktemp("odexport-cache"))
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "odexport-cache"
+    shared.mkdir(exist_ok=True)
+    os.environ["ODEXPORT_CACHE_DIR"] = str(shared)
     yield
     if previous is None:
         os.environ.pop("ODEXPORT_CACHE_DIR", None)

@@ -67,7 +67,8 @@ def test_adapter_guide_example_registers_a_working_adapter(tmp_path):
 
 def test_detector_exports_every_output_with_a_dynamic_batch(tmp_path):
     model = randomize(TinyDetector(), seed=3)
-    result = odexport.convert(model, torch.randn(1, 3, 32, 48), target="openvino", output=tmp_path / "det")
+    result = odexport.convert(model, torch.randn(1, 3, 32, 48), target="openvino", output=tmp_path / "det",
+                              batch="dynamic")
 
     assert [o["name"] for o in result.manifest["outputs"]] == ["p4.0", "p4.1", "p8"]
     assert all(o["shape"][0] == "batch" for o in result.manifest["outputs"])

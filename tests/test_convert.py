@@ -33,7 +33,7 @@ def test_convert_passes_parity_and_writes_a_complete_artifact(official_checkpoin
     result = convert_checkpoint(checkpoint, target=target, output=tmp_path / "out", imgsz=IMGSZ)
 
     assert result.parity.passed, result.parity.summary()
-    assert result.parity.batch_sizes == (1, 3)
+    assert result.parity.batch_sizes == (1,)  # the default: a fixed batch of 1, said so
     files = sorted(p.name for p in result.output_dir.iterdir())
     expected = ["manifest.json", "model.bin", "model.xml"] if target == "openvino" else ["manifest.json", "model.onnx"]
     assert files == expected
@@ -43,15 +43,29 @@ def test_convert_passes_parity_and_writes_a_complete_artifact(official_checkpoin
     assert manifest["model"]["kernel_num"] == kernel_num
     assert manifest["source"]["format"] == "official-checkpoint"
     assert len(manifest["source"]["sha256"]) == 64
-    assert manifest["inputs"] == [{"name": "input", "shape": ["batch", 3, IMGSZ, IMGSZ], "dtype": "float32"}]
-    assert manifest["outputs"] == [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}]
+    assert manifest["inputs"] == [{"name": "input", "shape": [1, 3, IMGSZ, IMGSZ], "dtype": "float32"}]
+    assert manifest["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+    assert manifest["dynamic"]["batch"] is False
+    assert any("fixed at 1" in note and "--batch dynamic" in note for note in manifest["notes"])
     assert manifest["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
-    assert manifest["lowering"] == "decomposed"
+    assert manifest["lowering"] == "auto"
+    assert {layer["lowering"] for layer in manifest["odconv_layers"]} <= set(registry.list_lowerings())
     assert manifest["parity"]["passed"] is True
     assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "openvino"}
     assert (len(manifest["odconv_layers"]) > 0) == arch.startswith("od_")
     # Nothing but the artifact is left beside it.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_dynamic_batch_is_asked_for_and_then_checked_at_two_sizes(official_checkpoint, tmp_path):
+    checkpoint = official_checkpoint("od_mobilenetv2_050")
+    result = convert_checkpoint(checkpoint, target="onnx", output=tmp_path / "out", imgsz=IMGSZ, batch="dynamic")
+    assert result.parity.passed and result.parity.batch_sizes == (1, 3), result.parity.summary()
+    assert result.manifest["dynamic"]["batch"] is True and result.manifest["lowering"] == "auto"
+    assert result.manifest["inputs"][0]["shape"][0] == "batch"
+    assert not any("fixed at" in note for note in result.manifest["notes"])
+    used = {layer["lowering"] for layer in result.manifest["odconv_layers"]}
+    assert used <= {"decomposed", "depthwise-taps"}  # the forms with a dynamic batch
 
 
 def test_fixed_batch_and_non_square_size(official_checkpoint, tmp_path):
@@ -130,7 +144,7 @@ def test_a_reference_that_is_not_finite_is_reported_as_bad_input(tmp_path):
 def test_convert_through_the_torch_export_based_exporter_at_a_later_opset(official_checkpoint, tmp_path):
     checkpoint = official_checkpoint("od_mobilenetv2_050", kernel_num=4)
     result = convert_checkpoint(checkpoint, target="openvino", output=tmp_path / "out", imgsz=IMGSZ,
-                                exporter="dynamo", opset=20)
+                                exporter="dynamo", opset=20, batch="dynamic")
     assert result.parity.passed and result.parity.batch_sizes == (1, 3), result.parity.summary()
     assert result.manifest["export"] == {"exporter": "dynamo", "opset": 20}
     assert result.manifest["inputs"] == [{"name": "input", "shape": ["batch", 3, IMGSZ, IMGSZ], "dtype": "float32"}]

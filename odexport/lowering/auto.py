@@ -1,10 +1,11 @@
 """`auto`: a per-layer choice among the registered lowerings, measured on the runtime that will run it.
 
 Candidates are the lowerings that can be mixed within one graph (no whole-graph ONNX rewrite, so not
-`custom-op`) and that fit the export: with a dynamic batch only `decomposed` qualifies; with a fixed
-batch `decomposed` and `dynamic-weight` are each exported as a one-layer graph at the layer's real input
-shape, timed on the target runtime (odexport/lowering/tuning.py), and the fastest is kept, `decomposed`
-(constant weights) on a near tie. A target that needs constant weights (int8) leaves only `decomposed`,
+`custom-op`) and that fit the export: with a dynamic batch `decomposed` and, for depthwise layers,
+`depthwise-taps`; with a fixed batch the run-time-kernel forms too. Each is exported as a one-layer graph
+at the layer's real input shape (with a dynamic batch when the model has one: runtimes compile those
+differently), timed on the target runtime (odexport/lowering/tuning.py), and the fastest is kept,
+`decomposed` (constant weights) on a near tie. A target that needs constant weights (int8) leaves only `decomposed`,
 except for depthwise layers at a fixed batch, which stay float where a run-time kernel is faster.
 Timings are cached per machine, so converting again measures nothing.
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..console import Reporter, SilentReporter
 from ..odconv import ODConvSpec
+from .depthwise_taps import is_depthwise
 from .registry import Lowering, get_lowering, list_lowerings
 from .tuning import LayerTiming, TimingCache, TimingContext, choose_fastest, layer_signature, time_layer
 
@@ -24,7 +26,9 @@ if TYPE_CHECKING:
 
 AUTO = "auto"
 # In order of preference on a near tie: constant weights first (runtimes pre-pack and quantize those).
-AUTO_CANDIDATES = ("decomposed", "dynamic-weight", "folded-weight")
+AUTO_CANDIDATES = ("decomposed", "depthwise-taps", "dynamic-weight", "folded-weight")
+# Candidates that write only depthwise layers their own way (any other layer as `decomposed`).
+DEPTHWISE_ONLY = ("depthwise-taps",)
 
 
 class LayerLike(Protocol):
@@ -35,10 +39,6 @@ class LayerLike(Protocol):
 def lowering_names() -> list[str]:
     """Every name --lowering accepts."""
     return list_lowerings() + [AUTO]
-
-
-def is_depthwise(spec: ODConvSpec) -> bool:
-    return spec.groups > 1 and spec.groups == spec.in_channels == spec.out_channels
 
 
 def auto_candidates(*, dynamic_batch: bool, constant_weights: bool = False) -> list[Lowering]:
@@ -70,20 +70,25 @@ class MeasuredChooser:
     # decomposed, 4.6x with depthwise layers float).
     depthwise_candidates: list[Lowering] = field(default_factory=list)
     export_options: ExportOptions | None = None  # the timed graphs are exported as the model is
+    dynamic_batch: bool = False  # the timed graphs have a dynamic batch when the model will
 
     def candidates_for(self, layer: LayerLike) -> list[Lowering]:
-        return self.depthwise_candidates if self.depthwise_candidates and is_depthwise(layer.spec) else self.candidates
+        if is_depthwise(layer.spec):
+            return self.depthwise_candidates or self.candidates
+        # Elsewhere a depthwise-only form is `decomposed`: timing it again would measure nothing new.
+        return [c for c in self.candidates if c.name not in DEPTHWISE_ONLY]
 
     def __call__(self, layer: LayerLike) -> Lowering:
         candidates = self.candidates_for(layer)
         if len(candidates) == 1:
             return candidates[0]
         shape = self.input_shapes[layer.path]
-        signature = layer_signature(layer.spec, shape)
+        signature = layer_signature(layer.spec, shape, dynamic_batch=self.dynamic_batch)
         timings = self.cache.get(self.context, signature)
         cached = timings is not None and all(c.name in timings for c in candidates)
         if not cached:
-            timings = time_layer(layer.spec, shape, candidates, self.make_runner, self.export_options)
+            timings = time_layer(layer.spec, shape, candidates, self.make_runner, self.export_options,
+                                 dynamic_batch=self.dynamic_batch)
             self.cache.put(self.context, signature, timings)
             self.cache.save()  # after each layer: an interrupted conversion keeps what it measured
         timings = {c.name: timings[c.name] for c in candidates}

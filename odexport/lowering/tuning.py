@@ -63,8 +63,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def layer_signature(spec: ODConvSpec, input_shape: tuple[int, ...]) -> str:
-    """Everything about a layer that changes its cost, and nothing that does not (no weight values)."""
+def layer_signature(spec: ODConvSpec, input_shape: tuple[int, ...], *, dynamic_batch: bool = False) -> str:
+    """Everything about a layer that changes its cost, and nothing that does not (no weight values).
+    dynamic_batch: timed as a graph with a dynamic batch (a field only then: fixed-batch entries keep
+    their keys)."""
     fields = {
         "input": list(input_shape),
         "out": spec.out_channels,
@@ -80,7 +82,7 @@ def layer_signature(spec: ODConvSpec, input_shape: tuple[int, ...]) -> str:
         "kernel_bias": spec.kernel_bias is not None,
         "kernel_activation": spec.kernel_activation,
         "kernel_attention": spec.kernel_attention,
-    }
+    } | ({"batch": "dynamic"} if dynamic_batch else {})
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
@@ -171,12 +173,15 @@ def time_layer(
     candidates: list[Lowering],
     make_runner: Callable[[Path], object],
     export_options=None,
+    *,
+    dynamic_batch: bool = False,
 ) -> dict[str, float]:
     """Fastest ms of each candidate lowering of one layer over interleaved runs.
 
     Interleaving keeps the comparison fair on a busy machine (a burst of load slows every candidate
     alike), and the minimum, not the median, estimates what the layer costs on its own: other work on
-    the machine only ever adds time. export_options: the exporter and opset of the conversion.
+    the machine only ever adds time. export_options: the exporter and opset of the conversion;
+    dynamic_batch: export with a dynamic batch (timed at the given shape), as the model will be.
     """
     example = torch.zeros(*input_shape)
     feed = {"input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
@@ -184,7 +189,7 @@ def time_layer(
         runners = {}
         for lowering in candidates:
             path = Path(work) / f"{lowering.name}.onnx"
-            export_onnx(timing_module(spec, lowering), path, example, dynamic_batch=False,
+            export_onnx(timing_module(spec, lowering), path, example, dynamic_batch=dynamic_batch,
                         finalize=lowering.finalize_onnx, options=export_options)
             runners[lowering.name] = make_runner(path)
         samples: dict[str, list[float]] = {name: [] for name in runners}

@@ -26,8 +26,14 @@ from ..backends import FLAT, get_target
 # The defaults of convert's conversion, in this one place: a change of default is a one-line edit here.
 DEFAULT_TARGET = "openvino"
 DEFAULT_PRECISION = "fp32"
-DEFAULT_LOWERING = "decomposed"
-# None: a dynamic batch where the lowering exports one, else batch 1 (see resolve_batch).
+# The default lowering and batch were chosen by measuring the artifacts as users load them
+# (benchmarks/default.py, benchmarks/results/default.md): a fixed batch of 1 with each layer's form timed
+# on the target runtime ran od_mobilenetv2_100 1.5x its static twin in OpenVINO where the dynamic-batch
+# forms ran 5.6-12x (per-sample arithmetic at a dynamic batch compiles slowly), and od_resnet18 closest
+# to its twin too.
+DEFAULT_LOWERING = "auto"
+AUTO_BATCH = 1  # the batch `auto` writes when none is asked for; --batch dynamic asks for one of any size
+# None: not asked (see resolve_batch): AUTO_BATCH under auto, else dynamic where the lowering exports one.
 DEFAULT_BATCH: int | str | None = None
 DEFAULT_IMGSZ = 224
 
@@ -55,6 +61,7 @@ class ConvertOptions:
     that is an InputError. preprocessing: what a 3-channel input expects, None for a model that does not
     take normalised images. output: None for the default the caller derives from the checkpoint or module
     name. arch, unsafe_pickle: how a checkpoint is read. notes: warnings on options that have no effect.
+    batch_chosen: the batch was not asked for, and convert fixed it (it says so, and the manifest keeps it).
     """
 
     target: str
@@ -78,6 +85,7 @@ class ConvertOptions:
     arch: str | None = None
     unsafe_pickle: bool = False
     notes: tuple[str, ...] = ()
+    batch_chosen: bool = False
 
     @property
     def quantized(self) -> bool:
@@ -115,15 +123,16 @@ def convert_options(*, target: str = DEFAULT_TARGET, precision: str = DEFAULT_PR
     export = export_options(exporter, opset)
     return ConvertOptions(target, precision, lowering, layout, size, fixed_batch, channels, calibration,
                           calibration_size, temperature, attention_batchnorm, export,
-                          output=None if output is None else Path(output), notes=notes, **flags)
+                          output=None if output is None else Path(output), notes=notes,
+                          batch_chosen=batch is None and fixed_batch is not None and lowering == AUTO, **flags)
 
 
 def resolve_batch(batch: str | int | None, lowering: str) -> int | None:
-    """The artifact's fixed batch (None: dynamic) for ``batch`` as asked; not asked: dynamic where the
-    lowering exports a dynamic batch (auto picks per layer among those that do), else 1."""
+    """The artifact's fixed batch (None: dynamic) for ``batch`` as asked; not asked: AUTO_BATCH under
+    `auto` (the fastest artifact), dynamic for a named lowering that exports one, else 1."""
     single = None if lowering == AUTO else get_lowering(lowering)  # refuses an unknown lowering
     if batch is None:
-        return None if single is None or single.dynamic_batch else 1
+        return AUTO_BATCH if single is None else (None if single.dynamic_batch else 1)
     fixed_batch = parse_batch(batch)
     if fixed_batch is None and single is not None and not single.dynamic_batch:
         raise InputError(f"lowering {lowering!r} cannot export a dynamic batch",

@@ -126,7 +126,8 @@ def choose_lowerings(job: Job):
     shapes = odconv_input_shapes(job.model, job.input.example) if max(len(candidates), len(depthwise)) > 1 else {}
     return MeasuredChooser(shapes, _timing_context(job.target, options.precision, options.export),
                            job.target.timing_runner(options.precision), candidates, reporter=job.reporter,
-                           depthwise_candidates=depthwise, export_options=options.export)
+                           depthwise_candidates=depthwise, export_options=options.export,
+                           dynamic_batch=options.batch is None)
 
 
 def _timing_context(target: Target, precision: str, export: ExportOptions) -> TimingContext:
@@ -153,6 +154,9 @@ def rewrite(job: Job, choose, unrecognised: list) -> Rewritten:
         stage.result = (f"{len(layers)} ODConv layers" + "".join(f", {n} {name}" for name, n in used.items())
                         + (f", {len(generic)} generic" if generic else ""))
     notes = conversion_notes(layers) + generic_notes(generic) + ([options.export.note] if options.export.note else [])
+    if options.batch_chosen:
+        notes.append(f"the batch is fixed at {options.batch} (the fastest artifact); pass --batch dynamic for one "
+                     "that serves any batch size")
     for note in notes:
         reporter.info(f"  - {note}")
     semantics = next((layer.attention_batchnorm for layer in layers if layer.attention_batchnorm), None)

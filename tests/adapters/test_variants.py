@@ -126,14 +126,14 @@ def pytorch_at_chosen_semantics(variant: Variant, module: nn.Module, x: torch.Te
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
-def test_default_options_export_a_dynamic_batch_that_matches_pytorch_at_batch_1_and_3(variant, tmp_path):
-    """Default lowering and batch (dynamic); the OpenVINO IR (the default target) in OpenVINO and the ONNX
+def test_the_default_lowering_at_a_dynamic_batch_matches_pytorch_at_batch_1_and_3(variant, tmp_path):
+    """Default lowering (auto), dynamic batch; the OpenVINO IR (the default target) in OpenVINO and the ONNX
     file in ONNX Runtime, fp32, within 1e-4 of PyTorch relative to the output's scale."""
     module = built(variant)
     runs = {}
     for target in ("openvino", "onnx"):
         result = odexport.convert(module, example(variant), target=target, output=tmp_path / target,
-                                  attention_batchnorm=variant.attention_batchnorm)
+                                  batch="dynamic", attention_batchnorm=variant.attention_batchnorm)
         assert result.manifest["dynamic"]["batch"] and result.parity.passed, result.parity.summary()
         assert [(layer["path"], layer["adapter"]) for layer in result.manifest["odconv_layers"]] == [
             (variant.path, variant.adapter)]

@@ -134,6 +134,9 @@ def test_convert_prints_parity_and_location(official_checkpoint, tmp_path):
     assert "PASSED" in result.stdout
     assert str(output) in result.stdout.replace("\n", "")
     assert "- arch od_mobilenetv2_050" in result.stderr
+    # The default batch is fixed: convert says so, and how to ask for a dynamic one.
+    said = " ".join(result.stderr.split())
+    assert "the batch is fixed at 1" in said and "--batch dynamic" in said
     assert (output / "model.onnx").is_file()
 
 
@@ -248,7 +251,7 @@ def test_an_unrecognised_dynamic_convolution_the_generic_path_cannot_take_exits_
     torch.save(NetWithSampleLoopConv(), path)
     listed = run_cli("inspect", path, "--unsafe-pickle", "--imgsz", "16")
     assert listed.exit_code == 0 and "1 not recognised" in listed.stdout and "SampleLoopConv" in listed.stdout
-    result = run_cli("convert", path, "--unsafe-pickle", "--imgsz", "16", "-o", tmp_path / "out")
+    result = run_cli("convert", path, "--unsafe-pickle", "--imgsz", "16", "--batch", "dynamic", "-o", tmp_path / "out")
     assert_clean_error(result, 2, "generic path cannot export with a dynamic batch: mix", "docs/adapters.md")
     assert not (tmp_path / "out").exists()
 

@@ -54,7 +54,8 @@ def relative_errors(model_file, model: torch.nn.Module, target: str) -> list[flo
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
 def test_the_python_api_converts_generic_layers_with_a_dynamic_batch(net, target, tmp_path):
-    result = odexport.convert(net, torch.randn(1, 3, *SIZE), target=target, output=tmp_path / "out")
+    result = odexport.convert(net, torch.randn(1, 3, *SIZE), target=target, output=tmp_path / "out",
+                              batch="dynamic")
     manifest = result.manifest
     assert manifest["dynamic"]["batch"] and result.parity.passed
     assert [(layer["path"], layer["lowering"]) for layer in manifest["generic_layers"]] == [
@@ -77,7 +78,7 @@ def test_the_cli_converts_and_inspects_generic_layers(net, tmp_path):
 
     for target in ("onnx", "openvino"):
         converted = run_cli("convert", path, "--unsafe-pickle", "--imgsz", "20,24", "--target", target,
-                            "-o", tmp_path / target)
+                            "--batch", "dynamic", "-o", tmp_path / target)
         assert converted.exit_code == 0, converted.stderr
         manifest = json.loads((tmp_path / target / "manifest.json").read_text())
         assert [layer["path"] for layer in manifest["generic_layers"]] == GENERIC

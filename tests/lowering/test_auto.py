@@ -13,20 +13,23 @@ from odexport.conversion import convert_model
 from odexport.errors import InputError
 from odexport.export import export_onnx
 from odexport.lowering import get_lowering
-from odexport.lowering.auto import AUTO_CANDIDATES, auto_candidates
+from odexport.lowering.auto import AUTO_CANDIDATES, DEPTHWISE_ONLY, auto_candidates
 from odexport.lowering.tuning import TimingCache, TimingContext, choose_fastest, default_cache_path
 from odexport.rewrite import lower_model
 from odexport.backends.onnxruntime import OnnxRuntimeRunner
 from strategies import tiny_od_net
 
 
-def test_a_dynamic_batch_leaves_only_the_dynamic_batch_form(tmp_path):
+def test_a_dynamic_batch_times_only_dynamic_batch_forms_and_only_where_they_differ(tmp_path):
     result = convert_model(tiny_od_net(), target="onnx", output=tmp_path / "out", imgsz=32, lowering="auto")
     assert result.parity.passed, result.parity.summary()
     assert result.manifest["dynamic"]["batch"] is True
-    layers = result.manifest["odconv_layers"]
-    assert {layer["lowering"] for layer in layers} == {"decomposed"}
-    assert all("auto" not in layer for layer in layers)  # one candidate: nothing to measure
+    layers = {layer["path"]: layer for layer in result.manifest["odconv_layers"]}
+    # Outside depthwise layers every dynamic-batch candidate is `decomposed`: nothing to measure.
+    assert layers["conv1"]["lowering"] == layers["pw"]["lowering"] == "decomposed"
+    assert "auto" not in layers["conv1"] and "auto" not in layers["pw"]
+    assert set(layers["dw"]["auto"]["timings_ms"]) == {"decomposed", "depthwise-taps"}
+    assert layers["dw"]["lowering"] == choose_fastest(layers["dw"]["auto"]["timings_ms"], list(AUTO_CANDIDATES))
 
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
@@ -38,7 +41,8 @@ def test_a_fixed_batch_is_measured_per_layer_recorded_and_cached(tmp_path, targe
     assert len(layers) == 3
     for layer in layers:
         timings = layer["auto"]["timings_ms"]
-        assert set(timings) == set(AUTO_CANDIDATES)
+        depthwise_only = set() if layer["path"] == "dw" else set(DEPTHWISE_ONLY)
+        assert set(timings) == set(AUTO_CANDIDATES) - depthwise_only
         assert all(ms > 0 for ms in timings.values())
         assert layer["lowering"] == choose_fastest(timings, list(AUTO_CANDIDATES))
     cache = json.loads(default_cache_path().read_text())
@@ -92,7 +96,8 @@ def test_near_ties_keep_constant_weights():
 
 def test_constant_weight_targets_leave_only_decomposed():
     assert [c.name for c in auto_candidates(dynamic_batch=False, constant_weights=True)] == ["decomposed"]
-    assert [c.name for c in auto_candidates(dynamic_batch=True)] == ["decomposed"]
+    assert [c.name for c in auto_candidates(dynamic_batch=True, constant_weights=True)] == ["decomposed"]
+    assert [c.name for c in auto_candidates(dynamic_batch=True)] == ["decomposed", "depthwise-taps"]
 
 
 def test_unknown_lowering_names_the_choices(tmp_path):

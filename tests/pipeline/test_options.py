@@ -10,6 +10,7 @@ import torch
 import odexport
 from odexport.errors import CheckpointError, InputError
 from odexport.pipeline import DEFAULT_LOWERING, ConvertOptions, convert_options
+from odexport.pipeline.options import AUTO_BATCH
 from strategies import tiny_od_net
 
 # (keywords, words the error must contain): one bad value of each family of convert's options.
@@ -89,7 +90,10 @@ def test_the_options_object_holds_what_was_resolved():
     assert isinstance(options, ConvertOptions)
     assert options.imgsz == (48, 40) and options.quantized and options.output.name == "out"
     assert options.batch == 1  # not asked, and the lowering exports a fixed batch only
-    assert convert_options(imgsz=32).batch is None and convert_options(imgsz=32).lowering == DEFAULT_LOWERING
+    default = convert_options(imgsz=32)
+    assert default.lowering == DEFAULT_LOWERING == "auto" and default.batch == AUTO_BATCH and default.batch_chosen
+    assert convert_options(imgsz=32, lowering="decomposed").batch is None  # a named dynamic-batch lowering
+    assert not convert_options(imgsz=32, batch="1").batch_chosen
     assert convert_options(imgsz=32, lowering=None).lowering == DEFAULT_LOWERING
     assert convert_options(imgsz=32, batch="dynamic").batch is None and convert_options(imgsz=32, batch="8").batch == 8
 
