@@ -105,24 +105,30 @@ def unit(module: str) -> str:
 
 
 def levels(graph: dict[str, set[str]]) -> dict[int, list[str]]:
+    """Level 0 imports nothing else of the package; each unit sits one above the highest it imports. Units
+    that import each other (through their modules) share a level and are printed joined by '+'."""
     units = defaultdict(set)
     for source, targets in graph.items():
         units[unit(source)].update(unit(t) for t in targets if unit(t) != unit(source))
+    for targets in list(units.values()):
+        for target in targets:
+            units.setdefault(target, set())
+    groups = {u: "+".join(component) for component in cycles(units) for u in component}
+    group = lambda u: groups.get(u, u)  # noqa: E731
+    condensed = defaultdict(set)
+    for source, targets in units.items():
+        condensed[group(source)].update(group(t) for t in targets if group(t) != group(source))
     depth: dict[str, int] = {}
 
-    def level(u, seen=()):
-        if u in depth:
-            return depth[u]
-        if u in seen:
-            return 0  # a cycle between units: reported separately
-        depth[u] = 1 + max((level(t, seen + (u,)) for t in units.get(u, ())), default=-1)
-        return depth[u]
+    def level(g):
+        if g not in depth:
+            depth[g] = 1 + max((level(t) for t in condensed.get(g, ())), default=-1)
+        return depth[g]
 
-    for u in sorted(units):
-        level(u)
     by_level = defaultdict(list)
-    for u, d in depth.items():
-        by_level[d].append(u.removeprefix(PACKAGE + ".") or PACKAGE)
+    for g in sorted(condensed):
+        short = "+".join(u.removeprefix(PACKAGE + ".") or PACKAGE for u in g.split("+"))
+        by_level[level(g)].append(short)
     return dict(sorted(by_level.items()))
 
 
@@ -133,7 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     modules, graph, every, in_function, lengths = read_package()
     print(f"{len(modules)} modules")
-    print("\nimport levels (a unit imports only from lower levels; sub-packages count as one unit):")
+    print("\nimport levels (a unit imports only from lower levels; sub-packages count as one unit; a+b: units that")
+    print("import each other, through different modules):")
     for depth, names in levels(graph).items():
         print(f"  {depth}: {', '.join(sorted(names))}")
     found = cycles(graph)
