@@ -61,6 +61,9 @@ class RunOptions:
     hint: str = "latency"
     threads: int | None = None
     streams: int | None = None
+    # False: compile the file with its shapes as written, as a user's code loads it, instead of at the
+    # measured input shape (static kernels, as benchmark_app does), for a backend that reshapes.
+    static_shapes: bool = True
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ class Backend:
     read_io(model_file) -> ([(input name, shape with None for a dynamic axis)], output names), and
     read_metadata(model_file) -> the metadata odexport wrote into it: how verify reads a file it runs.
     target: the convert target whose artifacts it runs. in_all: whether "all" includes it (False for a
-    runtime too slow for full-size models at default settings).
+    runtime too slow for full-size models at default settings). reshapes: ``build`` compiles a file with
+    dynamic dimensions at the measured input shape unless RunOptions.static_shapes is False, so a profile
+    measures the file as shipped beside it; False: a session always runs the file as written.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Backend:
     read_metadata: Callable[[Path], dict[str, str]] | None = None
     target: str = "onnx"
     in_all: bool = True
+    reshapes: bool = False
 
     def session(self, model_file: Path, options: RunOptions, shape: tuple[int, ...]) -> Runner:
         return self.build(model_file, options, shape) if self.build else self.runner(model_file)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -20,6 +20,9 @@ from .layers import LayerBreakdown, breakdown, places
 from .result import RunProfile
 from .stats import LatencyStats, PeakMemory
 
+
+# Rounds the static and the as-shipped session alternate in: a change in load falls on both alike.
+SHIPPED_ROUNDS = 4
 
 @dataclass(frozen=True)
 class Budget:
@@ -134,9 +137,16 @@ def layer_breakdown(runtime: Backend, model_file: Path, options: RunOptions, sha
 def measure_runtime(label: str, runtime: Backend, model_file: Path, options: RunOptions,
                     shape: tuple[int, ...], budget: Budget, *, odconv_layers: list[str] = (),
                     workdir: Path | None = None) -> RunProfile:
-    """``model_file`` in ``runtime`` at input ``shape`` ([B, C, H, W]), alone."""
+    """``model_file`` in ``runtime`` at input ``shape`` ([B, C, H, W]), alone; where the runtime compiles a
+    dynamic-shape file at ``shape``, also the file as shipped, the two timed in alternating rounds."""
     session = runtime_session(label, runtime, model_file, options, shape)
-    session.time(budget)
+    shipped = None
+    if runtime.reshapes and options.static_shapes and _has_dynamic_input(runtime, model_file):
+        shipped = runtime_session(label, runtime, model_file, replace(options, static_shapes=False), shape)
+        interleaved([session, shipped], budget, SHIPPED_ROUNDS)
+        shipped.close()
+    else:
+        session.time(budget)
     throughput = None
     if options.hint == "throughput" and runtime.parallel is not None:
         throughput = runtime.parallel(session.runner, session.feed, min(budget.seconds, 5.0))
@@ -146,7 +156,18 @@ def measure_runtime(label: str, runtime: Backend, model_file: Path, options: Run
     if budget.layer_runs and workdir is not None and runtime.node_times is not None:
         layers = layer_breakdown(runtime, model_file, options, shape, feed, budget.layer_runs, workdir,
                                  list(odconv_layers))
-    return session.result(throughput, layers)
+    result = session.result(throughput, layers)
+    if shipped is None:
+        return result
+    return replace(result, shipped_latency=LatencyStats.from_seconds(shipped.durations),
+                   shipped_compile_ms=shipped.compile_ms)
+
+
+def _has_dynamic_input(runtime: Backend, model_file: Path) -> bool:
+    if runtime.read_io is None:
+        return False
+    inputs, _ = runtime.read_io(model_file)
+    return any(dim is None for _, dims in inputs for dim in dims)
 
 
 def interleaved(sessions: list[Session], budget: Budget, rounds: int) -> list[RunProfile]:

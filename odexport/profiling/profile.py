@@ -18,6 +18,7 @@ from ..limits import check_input_memory, parse_imgsz
 from ..lowering import get_lowering
 from ..lowering.auto import AUTO
 from ..precisions import get_precision
+from ..pipeline import DEFAULT_LOWERING
 from ..renamed import renamed
 from ..scratch import scratch_directory
 from ..verification.artifact import Artifact, read_artifact, read_metadata
@@ -58,7 +59,7 @@ def profile(
     warmup: int = 5,
     layers: bool = False,
     layer_runs: int = 10,
-    lowering: str = "decomposed",
+    lowering: str = DEFAULT_LOWERING,
     arch: str | None = None,
     unsafe_pickle: bool = False,
     reporter: Reporter | None = None,

@@ -42,7 +42,10 @@ class RunProfile:
     latency: single calls after warm-up; throughput: images/s, with ``requests`` in flight (1: the
     latency loop's batch / mean); peak_memory_mib: how far the process's resident memory grew while
     building this configuration and running its first call, where runtimes allocate (memory_exact:
-    measured against a reset high-water mark).
+    measured against a reset high-water mark). For a runtime that compiles a dynamic-shape file at the
+    measured input shape (static kernels), shipped_latency and shipped_compile_ms are the same file
+    compiled with its shapes as written, as a user's code loads it, timed in rounds alternating with the
+    static session (None: the file has no dynamic dimension, or the runtime never reshapes it).
     """
 
     label: str
@@ -61,6 +64,13 @@ class RunProfile:
     peak_memory_mib: float
     memory_exact: bool
     layers: LayerBreakdown | None = None
+    shipped_latency: LatencyStats | None = None
+    shipped_compile_ms: float | None = None
+
+    @property
+    def shipped_ratio(self) -> float | None:
+        """As-shipped median latency over the static one (None when not measured)."""
+        return None if self.shipped_latency is None else self.shipped_latency.median_ms / self.latency.median_ms
 
     @property
     def ms_per_image(self) -> float:
@@ -113,5 +123,6 @@ def run_from_dict(data: dict) -> RunProfile:
             layers["runtime"], layers["runs"], layers["total_ms"], dict(layers["by_category"]),
             tuple(LayerTime(**{**row, "exec_types": tuple(row["exec_types"])}) for row in layers["layers"]),
             tuple(NodeTime(**node) for node in layers["reference_kernels"]))
+    shipped = data.get("shipped_latency")
     return RunProfile(**{**data, "input_shape": tuple(data["input_shape"]), "latency": LatencyStats(**data["latency"]),
-                         "layers": layers})
+                         "layers": layers, "shipped_latency": LatencyStats(**shipped) if shipped else None})

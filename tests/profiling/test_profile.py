@@ -8,12 +8,20 @@ import json
 import matplotlib.image
 import pytest
 
+from typer.testing import CliRunner
+
 from conftest import QUICK, SIZE
+from odexport.cli.app import app
+from odexport.conversion import convert_model
 from odexport.errors import InputError
 from odexport.profiling import ATTENTION, CONVOLUTION, ProfileReport, profile
 from odexport.profiling.plot import plot_profile, profile_figure
 
 LAYERS = ("conv1", "dw", "pw")  # TinyODNet's ODConv layers
+
+
+def run_cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def assert_sane(run, batch: int) -> None:
@@ -152,3 +160,26 @@ def test_a_fixed_batch_lowering_is_converted_once_per_batch(official_checkpoint)
                      lowering="dynamic-weight", **QUICK)
     assert [run.input_shape[0] for run in report.runs] == [1, 2]
     assert len(set(report.model_file.split(", "))) == 2
+
+
+def test_openvino_times_a_dynamic_file_as_shipped_beside_the_static_compile(tiny_artifacts, tmp_path):
+    """The user's own compile of the file (dynamic batch as written) is measured and labelled beside the
+    reshaped static figure; ONNX Runtime, which never reshapes, has the one figure."""
+    report = profile(tiny_artifacts["onnx"], runtime="all", batch=[1], **QUICK)
+    by_runtime = {run.runtime: run for run in report.runs}
+    shipped = by_runtime["openvino"]
+    assert shipped.shipped_latency is not None and shipped.shipped_latency.count >= 1
+    assert shipped.shipped_compile_ms > 0 and shipped.shipped_ratio > 0
+    assert by_runtime["onnxruntime"].shipped_latency is None
+    again = ProfileReport.read_json(report.write_json(tmp_path / "report.json"))
+    assert again.runs[1].shipped_latency == shipped.shipped_latency
+    result = run_cli("profile", tiny_artifacts["openvino"], "--time", "0.2", "--iterations", "6")
+    assert result.exit_code == 0, result.stderr
+    assert "median ms, static shapes" in result.stdout and "as shipped / static" in result.stdout
+
+
+def test_a_fixed_shape_file_has_nothing_to_reshape(tiny_model, tmp_path):
+    fixed = convert_model(tiny_model, target="openvino", output=tmp_path / "fixed", imgsz=SIZE, batch=1,
+                          lowering="decomposed", verify=False).output_dir
+    (run,) = profile(fixed, **QUICK).runs
+    assert run.runtime == "openvino" and run.shipped_latency is None

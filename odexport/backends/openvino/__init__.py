@@ -49,7 +49,7 @@ def read_graph(path: Path) -> TensorGraph:
 
 def _io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
     """An IR's [(input name, shape with None for a dynamic axis)] and output names."""
-    if not path.with_suffix(".bin").is_file():
+    if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
         raise InputError(f"{path}: the weights file {path.with_suffix('.bin').name} is missing beside it",
                          hint="keep the .xml and .bin of an OpenVINO IR together")
     try:
@@ -75,7 +75,7 @@ def _exposing(model_file: Path, tensors: list[str], workdir: Path) -> Runner:
 def _session(model_file: Path, options: RunOptions, shape: tuple[int, ...], perf_counters: bool = False) -> Runner:
     return OpenVINORunner(model_file, precision=INFERENCE_PRECISION[options.precision], threads=options.threads,
                           streams=options.streams, hint=options.hint, perf_counters=perf_counters,
-                          static_shapes={0: shape})
+                          static_shapes={0: shape} if options.static_shapes else None)
 
 
 def _parallel(runner: Runner, feed: dict[str, np.ndarray], seconds: float) -> tuple[float, int]:
@@ -134,4 +134,4 @@ register_backend(Backend(NAME, "OpenVINO on the CPU", (".xml", ".onnx"), OpenVIN
                          precisions=INFERENCE_PRECISION, build=_session, graph=read_graph, exposing=_exposing,
                          parallel=_parallel, node_times=_node_times,
                          quantized_convolutions=quantized_openvino_convolutions, read_io=_io,
-                         read_metadata=read_model_info, target=NAME))
+                         read_metadata=read_model_info, target=NAME, reshapes=True))
