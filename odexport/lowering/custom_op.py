@@ -213,15 +213,42 @@ def odconv2d_function(opset: int = FUNCTION_OPSET) -> onnx.FunctionProto:
     x: [B, C, H, W], weight: [n, O, C/g, k, k] -> y: [B, O, H_out, W_out]
     """
     op = _Body()
-    x, weight, fc_weight, fc_bias, head_weight, head_bias, bias, kernel_bias = INPUTS
+    x, weight, _, _, _, _, bias, kernel_bias = INPUTS
     batch = op("Shape", x, start=0, end=1)
     n, out_channels, c_in_g, k = (op("Shape", weight, start=i, end=i + 1) for i in range(4))
     taps = op("Mul", k, k)  # k*k
     groups = op("Unsqueeze", op("Constant", refs={"value_int": "group"}), op.ints(0))
     per_group_columns = op("Mul", c_in_g, taps)  # C/g * k*k
+    channel, filter_, spatial, kernel = _attentions(op, opset, n, out_channels, taps)
+    columns, out_size = _columns(op, channel, k, taps, batch, groups, per_group_columns)
 
-    # Attentions. An absent head (size 0) gives an empty logit block, padded here to the identity: a
-    # sigmoid gate of 1, or a zero logit for the single kernel's softmax (which is exactly 1).
+    # Per-sample kernels: sum_n kernel[b, n] * W[n] as one MatMul, then the spatial attention per tap.
+    kernels = op("MatMul", kernel, op("Reshape", weight, op.shape(n, -1)))  # [B, O*C/g*k*k]
+    kernels = op("Reshape", kernels, op.shape(batch, -1, taps))  # [B, O*C/g, k*k]
+    kernels = op("Mul", kernels, op("Unsqueeze", spatial, op.ints(1)))
+    kernels = op("Reshape", kernels, op.shape(batch, groups, -1, per_group_columns))
+
+    y = op("MatMul", kernels, columns)  # [B, g, O/g, Ho*Wo]
+    y = op("Reshape", y, op.shape(batch, out_channels, out_size))  # [B, O, Ho, Wo]
+    kernel_bias = op.optional(kernel_bias, op.shape(n, out_channels))  # [n, O]
+    y = op("Add", y, op("Unsqueeze", op("MatMul", kernel, kernel_bias), op.ints(2, 3)))
+    y = op("Mul", y, op("Unsqueeze", filter_, op.ints(2, 3)))
+    bias = op.optional(bias, out_channels)  # [O]
+    op.nodes.append(helper.make_node("Add", [y, op("Reshape", bias, op.ints(1, -1, 1, 1))], list(OUTPUTS)))
+
+    return helper.make_function(
+        DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), op.nodes,
+        [helper.make_opsetid("", opset)], attributes=[name for name in ATTRIBUTES if name not in DEFAULTS],
+        attribute_protos=[helper.make_attribute(name, value) for name, value in DEFAULTS.items()],
+        doc_string="ODConv (omni-dimensional dynamic convolution), specified in odexport docs/custom-op.md",
+    )
+
+
+def _attentions(op: "_Body", opset: int, n: str, out_channels: str, taps: str) -> tuple[str, str, str, str]:
+    """The four attentions of the body's input x: channel [B, C], filter [B, O], spatial [B, k*k], kernel
+    [B, n]. An absent head (size 0) gives an empty logit block, padded here to the identity: a sigmoid gate
+    of 1, or a zero logit for the single kernel's softmax (which is exactly 1)."""
+    x, _, fc_weight, fc_bias, head_weight, head_bias, _, _ = INPUTS
     # Opset 18 turned ReduceMean's axes from an attribute into an input; no other op of the body changed.
     pooled = (op("ReduceMean", x, op.ints(2, 3), keepdims=0) if opset >= 18
               else op("ReduceMean", x, axes=[2, 3], keepdims=0))  # [B, C]
@@ -246,9 +273,15 @@ def odconv2d_function(opset: int = FUNCTION_OPSET) -> onnx.FunctionProto:
     is_sigmoid = op("Equal", op("Constant", refs={"value_int": "kernel_activation"}),
                     op("Constant", value_int=KERNEL_ACTIVATION_CODES["sigmoid"]))
     kernel = op("Where", is_sigmoid, op("Sigmoid", kernel_logits), op("Softmax", kernel_logits, axis=1))  # [B, n]
+    return channel, filter_, spatial, kernel
 
-    # im2col for any k, stride, padding and dilation: each input plane convolved with k*k one-hot
-    # kernels (rows of an identity) gives the plane's value under each kernel tap.
+
+def _columns(op: "_Body", channel: str, k: str, taps: str, batch: str, groups: str,
+             per_group_columns: str) -> tuple[str, str]:
+    """im2col of x scaled by the channel attention, for any k, stride, padding and dilation: each input
+    plane convolved with k*k one-hot kernels (rows of an identity) gives the plane's value under each
+    kernel tap. -> columns [B, g, C/g*k*k, Ho*Wo] and the output size [Ho, Wo]."""
+    x = INPUTS[0]
     one_hot = op("EyeLike", op("ConstantOfShape", op.shape(taps, taps)))  # [k*k, k*k]
     one_hot = op("Reshape", one_hot, op.shape(taps, 1, k, k))  # [k*k, 1, k, k]
     scaled = op("Mul", x, op("Unsqueeze", channel, op.ints(2, 3)))  # [B, C, H, W]
@@ -256,28 +289,7 @@ def odconv2d_function(opset: int = FUNCTION_OPSET) -> onnx.FunctionProto:
     window = {name: name for name in ("strides", "pads", "dilations")}
     columns = op("Conv", planes, one_hot, refs=window)  # [B*C, k*k, Ho, Wo]
     out_size = op("Shape", columns, start=2, end=4)
-    columns = op("Reshape", columns, op.shape(batch, groups, per_group_columns, -1))
-
-    # Per-sample kernels: sum_n kernel[b, n] * W[n] as one MatMul, then the spatial attention per tap.
-    kernels = op("MatMul", kernel, op("Reshape", weight, op.shape(n, -1)))  # [B, O*C/g*k*k]
-    kernels = op("Reshape", kernels, op.shape(batch, -1, taps))  # [B, O*C/g, k*k]
-    kernels = op("Mul", kernels, op("Unsqueeze", spatial, op.ints(1)))
-    kernels = op("Reshape", kernels, op.shape(batch, groups, -1, per_group_columns))
-
-    y = op("MatMul", kernels, columns)  # [B, g, O/g, Ho*Wo]
-    y = op("Reshape", y, op.shape(batch, out_channels, out_size))  # [B, O, Ho, Wo]
-    kernel_bias = op.optional(kernel_bias, op.shape(n, out_channels))  # [n, O]
-    y = op("Add", y, op("Unsqueeze", op("MatMul", kernel, kernel_bias), op.ints(2, 3)))
-    y = op("Mul", y, op("Unsqueeze", filter_, op.ints(2, 3)))
-    bias = op.optional(bias, out_channels)  # [O]
-    op.nodes.append(helper.make_node("Add", [y, op("Reshape", bias, op.ints(1, -1, 1, 1))], list(OUTPUTS)))
-
-    return helper.make_function(
-        DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), op.nodes,
-        [helper.make_opsetid("", opset)], attributes=[name for name in ATTRIBUTES if name not in DEFAULTS],
-        attribute_protos=[helper.make_attribute(name, value) for name, value in DEFAULTS.items()],
-        doc_string="ODConv (omni-dimensional dynamic convolution), specified in odexport docs/custom-op.md",
-    )
+    return op("Reshape", columns, op.shape(batch, groups, per_group_columns, -1)), out_size
 
 
 def attach_function(model: onnx.ModelProto) -> onnx.ModelProto:
