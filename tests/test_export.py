@@ -46,7 +46,12 @@ def test_exported_graph_passes_checker_and_strict_shape_inference(small_model, t
 
 
 @pytest.mark.parametrize("exporter", list(EXPORTERS))
-def test_export_is_byte_identical_when_repeated(small_model, tmp_path, exporter):
+def test_export_is_byte_identical_when_repeated(small_model, tmp_path, exporter, monkeypatch):
+    # A timing cache of its own: another worker's conversions rewrite the shared one meanwhile.
+    monkeypatch.setenv("ODEXPORT_CACHE_DIR", str(tmp_path / "cache"))
+    # The default lowering times its candidates once per machine and records whether a timing came from its
+    # cache: a first conversion fills the cache, so that the two compared are repeats in every respect.
+    convert_model(small_model, target="onnx", output=tmp_path / "warm", imgsz=32, verify=False, exporter=exporter)
     first = convert_model(small_model, target="onnx", output=tmp_path / "a", imgsz=32, verify=False, exporter=exporter)
     second = convert_model(small_model, target="onnx", output=tmp_path / "b", imgsz=32, verify=False, exporter=exporter)
     assert first.model_file.read_bytes() == second.model_file.read_bytes()

@@ -11,7 +11,7 @@ what the original did, is decided by behaviour (layer.py, path.py); a layer that
 
 from .conv import batched_conv2d
 from .layer import GenericDynamicConv
-from .path import RELATIVE_TOLERANCE, GenericLayer, generic_form, probe_generic_path, take_generic_path
+from .path import RELATIVE_TOLERANCE, GenericLayer, generic_form, model_fails, probe_generic_path, take_generic_path
 
 __all__ = ["RELATIVE_TOLERANCE", "GenericDynamicConv", "GenericLayer", "batched_conv2d", "generic_form",
-           "probe_generic_path", "take_generic_path"]
+           "model_fails", "probe_generic_path", "take_generic_path"]

@@ -56,6 +56,17 @@ def take_generic_path(lowered: nn.Module, model: nn.Module, found: list[Unrecogn
     return lowered, [layer for layer, _ in taken]
 
 
+def model_fails(found: list[UnrecognisedLayer], error: Exception) -> InputError:
+    """The error for a model that fails in PyTorch while it holds layers no adapter recognises: those
+    layers are the likely cause, so the first is named with why no adapter took it."""
+    first = found[0]
+    return InputError(
+        f"{first.path} ({first.type}) {first.reason}; the model fails in PyTorch when run to probe it for the "
+        f"generic path ({type(error).__name__}: {_first_line(error)})",
+        hint="check that the model runs in PyTorch at this input size (--imgsz, --channels); "
+             "docs/adapters.md shows how to write an adapter")
+
+
 def probe_generic_path(model: nn.Module, found: list[UnrecognisedLayer],
                        example: Tensor) -> tuple[list[GenericLayer], list[UnrecognisedLayer]]:
     """Which ``found`` layers the generic path takes and which it refuses (the reason says why)."""
@@ -69,12 +80,7 @@ def _generic_forms(lowered, model, found, example):
     try:
         inputs = _capture_inputs(model, [_module_path(layer.path) for layer in found], example)
     except Exception as error:  # the user's model itself does not run: no layer can be probed
-        first = found[0]
-        raise InputError(
-            f"{first.path} ({first.type}) {first.reason}; the model fails in PyTorch when run to probe it for the "
-            f"generic path ({type(error).__name__}: {_first_line(error)})",
-            hint="check that the model runs in PyTorch at this input size (--imgsz, --channels); "
-                 "docs/adapters.md shows how to write an adapter") from None
+        raise model_fails(found, error) from None
     taken, refused = [], []
     for layer in found:
         path = _module_path(layer.path)

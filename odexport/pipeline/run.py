@@ -73,7 +73,7 @@ def _convert(model: nn.Module, options: ConvertOptions, example_input: torch.Ten
     model_input = read_input(model, options, example_input)
     model, unrecognised = prepare(model, options)
     job = Job(model, options, model_input, get_target(options.target), reporter)
-    choose = choose_lowerings(job)
+    choose = choose_lowerings(job, unrecognised)
     with StagedDirectory(options.output, reporter) as staged, scratch_directory("convert", reporter) as work:
         rewritten = rewrite(job, choose, unrecognised)
         graph = export(job, rewritten, Path(work))

@@ -20,7 +20,7 @@ from ..console import Reporter
 from ..errors import InputError
 from ..export import ExportedGraph, export_onnx, simplify_onnx
 from ..exporters import ExportOptions
-from ..generic import GenericLayer, take_generic_path
+from ..generic import GenericLayer, model_fails, take_generic_path
 from ..input_channels import resolve_channels
 from ..inputs import Preprocessing, for_channels
 from ..lowering import get_lowering
@@ -114,7 +114,7 @@ def prepare(model: nn.Module, options: ConvertOptions) -> tuple[nn.Module, list]
     return model, unrecognised
 
 
-def choose_lowerings(job: Job):
+def choose_lowerings(job: Job, unrecognised: list):
     """What picks each layer's lowering: the one asked for, or for `auto`, timings on the target runtime."""
     options = job.options
     if options.lowering != AUTO:
@@ -123,11 +123,22 @@ def choose_lowerings(job: Job):
     candidates = auto_candidates(dynamic_batch=options.batch is None, constant_weights=options.quantized)
     depthwise = auto_candidates(dynamic_batch=False) if options.quantized and options.batch else []
     # Input shapes cost a forward pass; with one candidate there is nothing to time.
-    shapes = odconv_input_shapes(job.model, job.input.example) if max(len(candidates), len(depthwise)) > 1 else {}
+    shapes = _input_shapes(job, unrecognised) if max(len(candidates), len(depthwise)) > 1 else {}
     return MeasuredChooser(shapes, _timing_context(job.target, options.precision, options.export),
                            job.target.timing_runner(options.precision), candidates, reporter=job.reporter,
                            depthwise_candidates=depthwise, export_options=options.export,
                            dynamic_batch=options.batch is None)
+
+
+def _input_shapes(job: Job, unrecognised: list) -> dict[str, tuple[int, ...]]:
+    """Each ODConv layer's input shape, from one forward pass; a model that fails in it while it holds
+    layers no adapter recognises is refused naming them, as the generic path would."""
+    try:
+        return odconv_input_shapes(job.model, job.input.example)
+    except Exception as error:
+        if unrecognised:
+            raise model_fails(unrecognised, error) from None
+        raise
 
 
 def _timing_context(target: Target, precision: str, export: ExportOptions) -> TimingContext:

@@ -120,13 +120,16 @@ def test_auto_times_a_routed_layer_fed_a_routing(tmp_path):
     assert layer["lowering"] in AUTO_CANDIDATES
 
 
-def test_inspect_lists_the_routed_layers_and_the_cli_converts(net, tmp_path):
+def test_inspect_lists_the_routed_layers_and_the_cli_converts(net, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from odexport.cli.app import app
+    from odexport.cli import app as cli_app
+
+    # A table's full width: the CLI's console read COLUMNS when it was first imported, by whichever test.
+    monkeypatch.setattr(cli_app.stdout, "width", 200)
 
     def run_cli(*args):
-        return CliRunner().invoke(app, [str(arg) for arg in args], env={"COLUMNS": "200"})  # a table's full width
+        return CliRunner().invoke(cli_app.app, [str(arg) for arg in args])
 
     found = odexport.inspect(net)
     assert [(layer["path"], layer["adapter"], layer["kernel_attention"]) for layer in found.recognised] == [

@@ -191,7 +191,8 @@ def dynamic_artifact(tmp_path_factory, tiny_model):
     from odexport.conversion import convert_model
 
     out = tmp_path_factory.mktemp("dynamic") / "onnx"
-    return convert_model(tiny_model, target="onnx", output=out, imgsz=32, dynamic_size=True, verify=False).output_dir
+    return convert_model(tiny_model, target="onnx", output=out, imgsz=32, dynamic_size=True, verify=False,
+                         batch="dynamic", lowering="decomposed").output_dir
 
 
 @pytest.mark.parametrize("options, words", [

@@ -21,7 +21,8 @@ from strategies import tiny_od_net
 
 
 def test_a_dynamic_batch_times_only_dynamic_batch_forms_and_only_where_they_differ(tmp_path):
-    result = convert_model(tiny_od_net(), target="onnx", output=tmp_path / "out", imgsz=32, lowering="auto")
+    result = convert_model(tiny_od_net(), target="onnx", output=tmp_path / "out", imgsz=32, lowering="auto",
+                           batch="dynamic")
     assert result.parity.passed, result.parity.summary()
     assert result.manifest["dynamic"]["batch"] is True
     layers = {layer["path"]: layer for layer in result.manifest["odconv_layers"]}

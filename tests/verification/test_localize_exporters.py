@@ -14,7 +14,8 @@ from odexport.verification import verify_artifact
 @pytest.fixture(scope="module")
 def dynamo_artifact(tmp_path_factory, tiny_model):
     out = tmp_path_factory.mktemp("dynamo") / "onnx"
-    return convert_model(tiny_model, target="onnx", output=out, imgsz=32, verify=False, exporter="dynamo").output_dir
+    return convert_model(tiny_model, target="onnx", output=out, imgsz=32, verify=False, exporter="dynamo",
+                         lowering="decomposed").output_dir
 
 
 def test_layers_of_a_correct_dynamo_artifact_all_pass(dynamo_artifact, tiny_model):

@@ -58,7 +58,7 @@ def fresh(tmp_path_factory) -> tuple[Path, Path, Path]:
         torch.manual_seed(seed)
         model = create_model("od_mobilenetv2_050", num_classes=10, kernel_num=4)
         checkpoints.append(save_official_checkpoint(model, directory / f"fresh{seed}.pth.tar"))
-    artifact = convert_checkpoint(checkpoints[0], target="onnx", output=directory / "a_onnx", imgsz=SIZE,
+    artifact = convert_checkpoint(checkpoints[0], target="onnx", output=directory / "a_onnx", imgsz=SIZE, lowering="decomposed",
                                   verify=False).output_dir
     return checkpoints[0], checkpoints[1], artifact
 
@@ -93,11 +93,11 @@ def test_verify_refuses_a_pass_on_a_degenerate_reference_unless_allowed(fresh, t
 
 def test_convert_refuses_a_degenerate_reference_unless_allowed(fresh, tmp_path):
     checkpoint, _, _ = fresh
-    refused = run_cli("convert", checkpoint, "--target", "onnx", "--imgsz", SIZE, "-o", tmp_path / "out")
+    refused = run_cli("convert", checkpoint, "--target", "onnx", "--lowering", "decomposed", "--imgsz", SIZE, "-o", tmp_path / "out")
     assert refused.exit_code == 2, (refused.stdout, refused.stderr)
     assert "near zero" in refused.stderr and "--allow-degenerate" in refused.stderr
     assert not (tmp_path / "out").exists()
-    allowed = run_cli("convert", checkpoint, "--target", "onnx", "--imgsz", SIZE, "-o", tmp_path / "out",
+    allowed = run_cli("convert", checkpoint, "--target", "onnx", "--lowering", "decomposed", "--imgsz", SIZE, "-o", tmp_path / "out",
                       "--allow-degenerate")
     assert allowed.exit_code == 0, (allowed.stdout, allowed.stderr)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -118,7 +118,7 @@ class IgnoresItsInput(torch.nn.Module):
 
 def test_convert_refuses_outputs_that_are_the_same_for_every_input(tmp_path):
     with pytest.raises(InputError, match="logits the same for every input") as caught:
-        convert_model(IgnoresItsInput(), target="onnx", output=tmp_path / "out", imgsz=SIZE)
+        convert_model(IgnoresItsInput(), target="onnx", output=tmp_path / "out", imgsz=SIZE, lowering="decomposed")
     assert "--allow-degenerate" in caught.value.hint and not (tmp_path / "out").exists()
 
 
@@ -150,7 +150,7 @@ def scaled_head(model: torch.nn.Module, factor: float) -> torch.nn.Module:
 @pytest.mark.parametrize("factor", [1.0, 1e-20])
 def test_fp32_verdict_is_scale_invariant_end_to_end(tmp_path, factor):
     right, wrong = scaled_head(tiny_od_net(seed=0), factor), scaled_head(tiny_od_net(seed=1), factor)
-    artifact = convert_model(right, target="onnx", output=tmp_path / "right", imgsz=SIZE, verify=False).output_dir
+    artifact = convert_model(right, target="onnx", output=tmp_path / "right", imgsz=SIZE, verify=False, lowering="decomposed").output_dir
     for runtime in ("onnxruntime", "openvino"):
         passed = verify_artifact(artifact, model=right, runtime=runtime, batch_sizes=[6], allow_degenerate=True)
         failed = verify_artifact(artifact, model=wrong, runtime=runtime, batch_sizes=[6], allow_degenerate=True)
@@ -215,7 +215,7 @@ def second_output_wrong(tmp_path_factory):
     """(model, artifact directory): TwoOutputs converted to ONNX, then its "pooled" output scaled by 1.05."""
     model = randomize_(TwoOutputs(), seed=3).eval()
     out = tmp_path_factory.mktemp("two") / "onnx"
-    artifact = convert_model(model, target="onnx", output=out, imgsz=SIZE).output_dir  # correct as converted
+    artifact = convert_model(model, target="onnx", output=out, imgsz=SIZE, lowering="decomposed").output_dir  # correct as converted
     perturb_output(artifact / "model.onnx", "pooled", 1.05)
     return model, artifact
 

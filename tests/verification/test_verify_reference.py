@@ -36,7 +36,8 @@ def test_reference_passes_the_artifact_of_its_checkpoint(resnet, tmp_path):
 def test_reference_fails_the_artifact_of_another_checkpoint(resnet, official_checkpoint, tmp_path):
     checkpoint, _ = resnet
     other = official_checkpoint("od_resnet18", seed=1)
-    artifact = convert_checkpoint(other, target="onnx", output=tmp_path / "other", imgsz=32, verify=False).output_dir
+    artifact = convert_checkpoint(other, target="onnx", output=tmp_path / "other", imgsz=32, verify=False,
+                                  lowering="decomposed").output_dir
     result = run_cli("verify", artifact, "-c", checkpoint, "--runtime", "reference", *ONE_BATCH)
     assert result.exit_code == 1, result.output
     assert "FAILED" in result.output and "first divergent layer" in result.output
