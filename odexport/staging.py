@@ -3,7 +3,9 @@
 A failure at any step (export, conversion, parity) leaves the output location as it was. What is at the
 output path is replaced only when it is provably an artifact odexport wrote (see :func:`foreign_reason`)
 or an empty directory; anything else is the user's and is never touched. A run that is killed leaves its
-staging directory (claimed, see odexport.scratch) for the next run to remove.
+staging directory (claimed, see odexport.scratch) for the next run to remove. A run interrupted with
+Ctrl-C never commits, even when a native library (onnxsim's constant folding calls back into Python)
+swallowed the KeyboardInterrupt and let the conversion carry on.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from .console import Reporter, SilentReporter
@@ -85,6 +89,7 @@ class StagedDirectory:
     def __init__(self, output: Path, reporter: Reporter | None = None) -> None:
         self.output = Path(output).absolute()
         self.committed = False
+        self._interrupts = _InterruptRecord()
         check_replaceable(self.output)
         try:
             self.output.parent.mkdir(parents=True, exist_ok=True)
@@ -101,9 +106,11 @@ class StagedDirectory:
             ) from None
 
     def __enter__(self) -> "StagedDirectory":
+        self._interrupts.install()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._interrupts.uninstall()
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def commit(self) -> Path:
@@ -112,6 +119,8 @@ class StagedDirectory:
         The output path is checked again here: whatever appeared there while the model was converted is
         the user's unless it is provably odexport's. A replaced artifact's mode is not kept: the new
         directory has the umask's (artifacts of earlier versions were 0700)."""
+        if self._interrupts.interrupted:
+            raise KeyboardInterrupt
         check_replaceable(self.output)
         previous = None
         if self.output.is_dir() and any(self.output.iterdir()):
@@ -141,6 +150,33 @@ class StagedDirectory:
             raise OutputError(f"output directory {self.output} changed while converting and {reason}; it was "
                               "left untouched", hint="choose a new or empty directory with -o/--output")
         return previous
+
+
+class _InterruptRecord:
+    """Notes every SIGINT while installed, then lets the previous handler act on it as before."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous = None
+
+    def install(self) -> None:
+        # Handlers can only be set from the main thread; elsewhere (an API caller's worker thread) the
+        # caller's own interrupt handling stays as it is, as it does when the caller ignores SIGINT.
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None)):
+            self._previous = signal.signal(signal.SIGINT, self._record)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _record(self, signum, frame) -> None:
+        self.interrupted = True
+        if callable(self._previous):
+            self._previous(signum, frame)
+        else:  # SIG_DFL: what Python's own handler does
+            raise KeyboardInterrupt
 
 
 def _clean_after_killed_runs(output: Path, reporter: Reporter) -> None:

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,36 @@ def test_a_foreign_directory_appearing_before_commit_is_not_replaced(tmp_path):
     assert caught.value.exit_code == 2 and str(output) in caught.value.message
     assert snapshot(output) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the staged files are gone too
+
+
+def test_a_ctrl_c_that_a_library_swallowed_still_stops_the_commit(tmp_path):
+    # onnxsim's constant folding calls back into Python and drops a KeyboardInterrupt raised there: the
+    # conversion carried on and committed (seen as a flaky interrupted-convert test).
+    output = tmp_path / "out"
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with StagedDirectory(output) as staged:
+            (staged.path / "model.onnx").write_text("new model")
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler raises KeyboardInterrupt at once
+                raise AssertionError("the interrupt never arrived")
+            except KeyboardInterrupt:
+                pass  # what the library did
+            staged.commit()
+    assert not output.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_without_an_interrupt_the_handler_is_put_back_and_the_commit_happens(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    with StagedDirectory(tmp_path / "out") as staged:
+        (staged.path / "model.onnx").write_text("new model")
+        assert signal.getsignal(signal.SIGINT) is not before
+        staged.commit()
+    assert (tmp_path / "out" / "model.onnx").read_text() == "new model"
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def child(code: str) -> subprocess.Popen:
