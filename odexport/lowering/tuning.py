@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,11 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
 
 from ..export import export_onnx
 from ..odconv import ODConvSpec
@@ -92,34 +98,82 @@ def default_cache_path() -> Path:
 
 
 class TimingCache:
-    """{context key: {layer signature: {lowering: ms}}} in one JSON file, written atomically."""
+    """{context key: {layer signature: {lowering: ms}}} in one JSON file that several processes share.
+
+    A save merges this process's new entries into what is on disk at that moment, under a lock, and
+    replaces the file atomically: two conversions timing at once both keep their measurements. A miss
+    re-reads the file when another process has saved since, so a layer one of them timed is not timed
+    again by the other.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         self.entries: dict[str, dict[str, dict[str, float]]] = {}
-        try:
-            data = json.loads(self.path.read_text())
-            if data.get("format") == CACHE_FORMAT:
-                self.entries = data["timings"]
-        except (OSError, ValueError, KeyError, AttributeError):
-            pass  # a missing or unreadable cache only costs a re-measurement
+        self._fresh: dict[tuple[str, str], dict[str, float]] = {}  # measured here, not yet saved
+        self._seen: tuple[int, int] | None = None
+        self._reload()
 
     def get(self, context: TimingContext, signature: str) -> dict[str, float] | None:
-        return self.entries.get(context.key(), {}).get(signature)
+        found = self.entries.get(context.key(), {}).get(signature)
+        if found is None and self._stamp() != self._seen:
+            self._reload()
+            found = self.entries.get(context.key(), {}).get(signature)
+        return found
 
     def put(self, context: TimingContext, signature: str, timings: dict[str, float]) -> None:
         self.entries.setdefault(context.key(), {})[signature] = dict(timings)
+        self._fresh[context.key(), signature] = dict(timings)
 
     def save(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _remove_abandoned_writes(self.path.parent)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=f"{_PARTIAL}{process_tag()}-",
-                                             delete=False) as tmp:
-                json.dump({"format": CACHE_FORMAT, "timings": self.entries}, tmp, indent=1, sort_keys=True)
-            os.replace(tmp.name, self.path)
+            with _exclusive(self.path.with_name(self.path.name + ".lock")):
+                self._reload()
+                _remove_abandoned_writes(self.path.parent)
+                with tempfile.NamedTemporaryFile("w", dir=self.path.parent,
+                                                 prefix=f"{_PARTIAL}{process_tag()}-", delete=False) as tmp:
+                    json.dump({"format": CACHE_FORMAT, "timings": self.entries}, tmp, indent=1, sort_keys=True)
+                os.replace(tmp.name, self.path)
+                self._fresh.clear()
+                self._seen = self._stamp()
         except OSError:
             pass  # a read-only home only costs re-measuring next time
+
+    def _reload(self) -> None:
+        """What is on disk, with this process's unsaved measurements on top."""
+        self._seen = self._stamp()
+        entries: dict[str, dict[str, dict[str, float]]] = {}
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") == CACHE_FORMAT and isinstance(data.get("timings"), dict):
+                entries = data["timings"]
+        except (OSError, ValueError, AttributeError):
+            pass  # a missing or unreadable cache only costs a re-measurement
+        for (key, signature), timings in self._fresh.items():
+            entries.setdefault(key, {})[signature] = timings
+        self.entries = entries
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_ino
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an advisory lock on ``lock_path`` (where the platform has one; elsewhere writers may race, which
+    costs only re-measurement)."""
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 _PARTIAL = ".timings-"  # a cache being written: the writer's process tag follows, then a random part
