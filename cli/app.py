@@ -28,8 +28,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Export ODConv models to ONNX, ONNX Runtime and OpenVINO, and prove they match PyTorch.",
 )
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+
+
+def stdout() -> Console:
+    """A console for this command's output, sized by the terminal (COLUMNS) as it is now, not as it was
+    when the module was imported."""
+    return Console(highlight=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
 
 CheckpointArg = Annotated[Path, typer.Argument(help="Official training checkpoint, state dict, or TorchScript archive.")]
 InspectArg = Annotated[Path, typer.Argument(help="A checkpoint (as for convert), or an exported artifact: a convert output directory, a .onnx or an .xml.")]
@@ -56,7 +65,7 @@ def _show_version(value: bool) -> None:
         from odexport.manifest import versions
 
         found = ", ".join(f"{name} {version}" for name, version in versions().items() if name != "odexport" and version)
-        stdout.print(f"odexport {__version__} ({found})", soft_wrap=True)
+        stdout().print(f"odexport {__version__} ({found})", soft_wrap=True)
         raise typer.Exit()
 
 
@@ -75,18 +84,18 @@ def _run(action: Callable[[], int | None], debug: bool) -> None:
     except OdexportError as error:
         if debug:
             traceback.print_exc()
-        stderr.print(f"[bold red]error:[/bold red] {escape(error.message)}", soft_wrap=True)
+        stderr().print(f"[bold red]error:[/bold red] {escape(error.message)}", soft_wrap=True)
         if error.hint:
-            stderr.print(f"  hint: {escape(error.hint)}", soft_wrap=True)
+            stderr().print(f"  hint: {escape(error.hint)}", soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
-        stderr.print("interrupted; nothing was left half-written")
+        stderr().print("interrupted; nothing was left half-written")
         raise typer.Exit(130) from None
     except Exception as error:
         if debug:
             traceback.print_exc()
-        stderr.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {escape(str(error))}", soft_wrap=True)
-        stderr.print("  hint: rerun with --debug and report the traceback")
+        stderr().print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {escape(str(error))}", soft_wrap=True)
+        stderr().print("  hint: rerun with --debug and report the traceback")
         raise typer.Exit(3) from None
     raise typer.Exit(code)
 
@@ -130,7 +139,7 @@ def convert(
             temperature=temperature, attention_batchnorm=attention_batchnorm, exporter=exporter, opset=opset,
             allow_degenerate=allow_degenerate,
         )
-        render.conversion(stdout, convert_file(checkpoint, options, reporter=ConsoleReporter()))
+        render.conversion(stdout(), convert_file(checkpoint, options, reporter=ConsoleReporter()))
 
     _run(action, debug)
 
@@ -171,7 +180,7 @@ def _show(report: dict, as_json: bool, table: Callable) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
-        table(stdout, report)
+        table(stdout(), report)
 
 
 @app.command()
@@ -209,10 +218,10 @@ def verify(
             precision=precision, atol=atol, rtol=rtol, layers=layers, arch=arch, unsafe_pickle=unsafe_pickle,
             allow_degenerate=allow_degenerate, reporter=ConsoleReporter(),
         )
-        render.verification(stdout, report, all_layers=layers)
+        render.verification(stdout(), report, all_layers=layers)
         write_reports(report, json_path=json_file, junit_path=junit_file)
         if not report.passed and warn_only:
-            stderr.print(f"[bold yellow]warning:[/bold yellow] parity check failed on {'; '.join(report.failures())} "
+            stderr().print(f"[bold yellow]warning:[/bold yellow] parity check failed on {'; '.join(report.failures())} "
                          "(--warn-only: exit 0)", soft_wrap=True)
         elif not report.passed:
             report.raise_for_failure()  # ParityError: one error line, exit 1
@@ -259,7 +268,7 @@ def profile(
             check_writable_file(check_plot_path(plot_file), "--plot")  # before minutes of measuring, not after
         if json_file:
             check_writable_file(json_file, "--json")
-        reporter = ConsoleReporter(stderr)
+        reporter = ConsoleReporter(stderr())
         with reporter.steps("profiling") as advance:
             if compare:
                 from odexport.verification.options import parse_batches
@@ -286,14 +295,14 @@ def _show_profile(result, compare: bool, top: int, json_file: Path | None, plot_
     from odexport.profiling.plot import plot_comparison, plot_profile
 
     if compare:
-        render.comparison(stdout, result)
+        render.comparison(stdout(), result)
     else:
-        render.profile(stdout, result, top=top)
+        render.profile(stdout(), result, top=top)
     if json_file:
-        stdout.print(f"Wrote {result.write_json(json_file)}")
+        stdout().print(f"Wrote {result.write_json(json_file)}")
     if plot_file:
         written = plot_comparison(result, plot_file) if compare else plot_profile(result, plot_file)
-        stdout.print(f"Wrote {written}")
+        stdout().print(f"Wrote {written}")
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -314,8 +323,8 @@ def demo(
 
     def action() -> None:
         checkpoint, result = run_demo(output, kernel_num=kernel_num, imgsz=imgsz, reporter=ConsoleReporter())
-        stdout.print(f"Demo checkpoint (official training format): {checkpoint}")
-        render.conversion(stdout, result)
+        stdout().print(f"Demo checkpoint (official training format): {checkpoint}")
+        render.conversion(stdout(), result)
 
     _run(action, debug)
 

@@ -125,8 +125,7 @@ def test_inspect_lists_the_routed_layers_and_the_cli_converts(net, tmp_path, mon
 
     from odexport.cli import app as cli_app
 
-    # A table's full width: the CLI's console read COLUMNS when it was first imported, by whichever test.
-    monkeypatch.setattr(cli_app.stdout, "width", 200)
+    monkeypatch.setenv("COLUMNS", "200")  # each command sizes its tables by the terminal as it is then
 
     def run_cli(*args):
         return CliRunner().invoke(cli_app.app, [str(arg) for arg in args])

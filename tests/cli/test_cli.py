@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import odexport.cli.app
 from odexport.cli.app import app
 from odexport.manifest import MANIFEST_FORMAT, MANIFEST_PRODUCER
 from odexport.models import list_models
@@ -178,6 +180,19 @@ def test_inspect_counts_params_and_macs(official_checkpoint):
     assert round(static["macs"] / 1e9, 3) == 1.814  # ResNet-18 at 224x224, as commonly reported
     # ODConv adds attention branches and kernel modulation: a small fraction of the static cost.
     assert 1.0 < od["macs"] / static["macs"] < 1.04
+
+
+def test_tables_take_the_terminal_width_of_the_command_not_of_the_import(official_checkpoint, monkeypatch):
+    checkpoint = official_checkpoint("od_resnet18", num_classes=10)
+    monkeypatch.setenv("COLUMNS", "60")
+    importlib.reload(odexport.cli.app)  # as when a terminal of 60 columns imported the CLI
+    widths = {}
+    for columns in (60, 160):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        result = run_cli("inspect", checkpoint)
+        assert result.exit_code == 0, result.stderr
+        widths[columns] = max(len(line) for line in result.stdout.splitlines())
+    assert widths[60] <= 60 < widths[160] <= 160
 
 
 def test_real_process_exit_codes(official_checkpoint, tmp_path):
