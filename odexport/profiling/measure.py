@@ -4,6 +4,7 @@ configurations so that a shared machine's changing load falls on all of them ali
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -166,7 +167,13 @@ def measure_runtime(label: str, runtime: Backend, model_file: Path, options: Run
 def _has_dynamic_input(runtime: Backend, model_file: Path) -> bool:
     if runtime.read_io is None:
         return False
-    inputs, _ = runtime.read_io(model_file)
+    return _reads_dynamic_input(runtime.read_io, Path(model_file), Path(model_file).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _reads_dynamic_input(read_io, model_file: Path, modified_ns: int) -> bool:
+    """Read once per file (and version of it), not once per precision and batch profiled."""
+    inputs, _ = read_io(model_file)
     return any(dim is None for _, dims in inputs for dim in dims)
 
 
