@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -58,28 +58,11 @@ class Precision:
         return not (self.stored or self.quantized)
 
 
-_PRECISIONS: dict[str, Precision] = {}
-
-
-def register_precision(precision: Precision) -> Precision:
-    _PRECISIONS[precision.name] = precision
-    return precision
-
-
-def unregister_precision(name: str) -> None:
-    """Forget a precision (a test's own, registered for the test)."""
-    _PRECISIONS.pop(name, None)
-
-
-def list_precisions() -> list[str]:
-    return list(_PRECISIONS)
-
-
-def get_precision(name: str) -> Precision:
-    try:
-        return _PRECISIONS[name]
-    except KeyError:
-        raise InputError(f"unknown precision {name!r}", hint=f"choose one of: {', '.join(_PRECISIONS)}") from None
+PRECISIONS: Registry[Precision] = Registry("precision")
+register_precision = PRECISIONS.register
+unregister_precision = PRECISIONS.unregister
+list_precisions = PRECISIONS.names
+get_precision = PRECISIONS.get
 
 
 # Tolerance values and their reasoning in README ("Precisions").
@@ -107,4 +90,4 @@ register_precision(Precision(
 
 def tolerance_presets() -> dict[str, Tolerance]:
     """{precision name: its parity tolerance preset}."""
-    return {name: precision.tolerance for name, precision in _PRECISIONS.items()}
+    return {precision.name: precision.tolerance for precision in PRECISIONS}

@@ -87,7 +87,7 @@ def broken_lowering():
     registry.register_lowering("flipped-for-test", "flips kernels on purpose", dynamic_batch=True,
                                constant_weights=True)(build)
     yield "flipped-for-test"
-    del registry._LOWERINGS["flipped-for-test"]
+    registry.LOWERINGS.unregister("flipped-for-test")
 
 
 def test_parity_failure_leaves_no_artifact(official_checkpoint, tmp_path, broken_lowering):

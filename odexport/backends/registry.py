@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..extras import require
+from ..registry import Registry
 from .base import FLAT, RUNS_ON_KEY, GraphNode, NodeTime, RunOptions, Runner, WriteRequest
 from .graph import TensorGraph
 
@@ -97,7 +98,7 @@ class Target:
     def check(self, precision: str, layout: str) -> None:
         """InputError unless this target writes ``precision`` in ``layout``."""
         if precision not in self.precisions:
-            able = [t.name for t in _TARGETS.values() if precision in t.precisions]
+            able = [t.name for t in TARGETS if precision in t.precisions]
             raise InputError(f"target {self.name} does not write {precision}",
                              hint=f"{self.name} writes {', '.join(self.precisions)}; "
                                   f"{precision} is written by: {', '.join(able) or 'none'}")
@@ -108,60 +109,31 @@ class Target:
             require(self.needs[precision])
 
 
-_TARGETS: dict[str, Target] = {}
-_BACKENDS: dict[str, Backend] = {}
+TARGETS: Registry[Target] = Registry("target")
+register_target = TARGETS.register
+list_targets = TARGETS.names
+get_target = TARGETS.get
 
-
-def register_target(target: Target) -> Target:
-    _TARGETS[target.name] = target
-    return target
-
-
-def list_targets() -> list[str]:
-    return list(_TARGETS)
-
-
-def get_target(name: str) -> Target:
-    try:
-        return _TARGETS[name]
-    except KeyError:
-        raise InputError(f"unknown target {name!r}", hint=f"choose one of: {', '.join(_TARGETS)}") from None
-
-
-def register_backend(backend: Backend) -> Backend:
-    _BACKENDS[backend.name] = backend
-    return backend
-
-
-def unregister_backend(name: str) -> None:
-    """Forget a backend (a test's own, registered for the test)."""
-    _BACKENDS.pop(name, None)
-
-
-def list_backends() -> list[str]:
-    return list(_BACKENDS)
-
-
-def get_backend(name: str) -> Backend:
-    try:
-        return _BACKENDS[name]
-    except KeyError:
-        raise InputError(f"unknown runtime {name!r}", hint=f"choose one of: {', '.join(_BACKENDS)}, {ALL}") from None
+BACKENDS: Registry[Backend] = Registry("runtime", also=(ALL,))
+register_backend = BACKENDS.register
+unregister_backend = BACKENDS.unregister
+list_backends = BACKENDS.names
+get_backend = BACKENDS.get
 
 
 def backends_reading(model_file: Path) -> list[Backend]:
     """Every backend that runs ``model_file``, its default first."""
-    return [backend for backend in _BACKENDS.values() if model_file.suffix in backend.reads]
+    return [backend for backend in BACKENDS if model_file.suffix in backend.reads]
 
 
 def model_suffixes() -> tuple[str, ...]:
     """Every model file suffix some backend runs."""
-    return tuple(dict.fromkeys(suffix for backend in _BACKENDS.values() for suffix in backend.reads))
+    return tuple(dict.fromkeys(suffix for backend in BACKENDS for suffix in backend.reads))
 
 
 def precisions_run() -> tuple[str, ...]:
     """Every precision some backend's sessions compute at."""
-    return tuple(dict.fromkeys(p for backend in _BACKENDS.values() for p in backend.precisions))
+    return tuple(dict.fromkeys(p for backend in BACKENDS for p in backend.precisions))
 
 
 def choose_runtimes(choice: str | None, model_file: Path, runs_on: tuple[str, ...] | None = None) -> list[Backend]:
@@ -186,7 +158,7 @@ def choose_runtimes(choice: str | None, model_file: Path, runs_on: tuple[str, ..
 def _check_runs_on(choice: str | None, model_file: Path, able: list[Backend], runs_on: tuple[str, ...]) -> None:
     """InputError when the runtime asked for (or every runtime that reads the file) is not one it runs on."""
     allowed = [backend.name for backend in able if backend.name in runs_on]
-    refused = choice in _BACKENDS and choice not in runs_on
+    refused = choice in BACKENDS and choice not in runs_on
     if refused or not allowed:
         asked = choice if refused else " or ".join(backend.name for backend in able) or "any runtime here"
         raise InputError(f"{model_file.name} is correct on {', '.join(runs_on)} only (the runs_on of its metadata "

@@ -8,8 +8,8 @@ from typing import Callable
 import onnx
 from torch import nn
 
-from ..errors import InputError
 from ..odconv import ODConvSpec
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Lowering:
     dynamo_translations: dict[Callable, Callable] = field(default_factory=dict)
 
 
-_LOWERINGS: dict[str, Lowering] = {}
+LOWERINGS: Registry[Lowering] = Registry("lowering", also=("auto",), ordered_by_name=True)
 
 
 def register_lowering(
@@ -49,10 +49,8 @@ def register_lowering(
     """Decorator: register ``build(spec) -> nn.Module`` under ``name``."""
 
     def decorate(build: Callable[[ODConvSpec], nn.Module]) -> Callable[[ODConvSpec], nn.Module]:
-        if name in _LOWERINGS:
-            raise ValueError(f"lowering {name!r} is registered twice")
-        _LOWERINGS[name] = Lowering(name, summary, build, dynamic_batch, constant_weights, finalize_onnx,
-                                    dict(dynamo_translations or {}))
+        LOWERINGS.register(Lowering(name, summary, build, dynamic_batch, constant_weights, finalize_onnx,
+                                    dict(dynamo_translations or {})), once=True)
         return build
 
     return decorate
@@ -60,17 +58,8 @@ def register_lowering(
 
 def dynamo_translations() -> dict[Callable, Callable]:
     """Every lowering's custom-op translations: a graph may mix lowerings, and an unused one costs nothing."""
-    return {op: translate for lowering in _LOWERINGS.values() for op, translate in lowering.dynamo_translations.items()}
+    return {op: translate for lowering in LOWERINGS for op, translate in lowering.dynamo_translations.items()}
 
 
-def list_lowerings() -> list[str]:
-    return sorted(_LOWERINGS)
-
-
-def get_lowering(name: str) -> Lowering:
-    try:
-        return _LOWERINGS[name]
-    except KeyError:
-        raise InputError(
-            f"unknown lowering {name!r}", hint=f"choose one of: {', '.join(list_lowerings())}, auto"
-        ) from None
+list_lowerings = LOWERINGS.names
+get_lowering = LOWERINGS.get
