@@ -37,7 +37,7 @@ from odexport.conversion import convert_model
 from odexport.models import create_model, get_arch, randomize_
 from odexport.profiling.comparison import naive_export
 from odexport.profiling.machine import machine
-from odexport.profiling.placement import core_handoff_ns
+from placement import core_handoff_ns  # benchmarks/placement.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2

@@ -23,7 +23,8 @@ from odexport.lowering.registry import Lowering
 from odexport.lowering.tuning import time_layer
 from odexport.models import create_model, randomize_
 from odexport.rewrite import find_odconv_layers, odconv_input_shapes
-from odexport.runners import OnnxRuntimeRunner, OpenVINORunner
+from odexport.backends.onnxruntime import OnnxRuntimeRunner
+from odexport.backends.openvino import OpenVINORunner
 
 
 def forms(spec) -> dict[str, Lowering]:
