@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -145,34 +144,52 @@ def test_a_foreign_directory_appearing_before_commit_is_not_replaced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the staged files are gone too
 
 
+# In a child process of its own: the test needs its main thread and SIGINT handling as a CLI run has them
+# (a test worker's are not; raising KeyboardInterrupt there took an xdist worker down).
+SWALLOWED_CTRL_C = """
+import os, signal, sys, time
+from pathlib import Path
+from odexport.staging import StagedDirectory
+
+output = Path(sys.argv[1])
+before = signal.getsignal(signal.SIGINT)
+try:
+    with StagedDirectory(output) as staged:
+        (staged.path / "model.onnx").write_text("new model")
+        if sys.argv[2] == "interrupt":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler raises KeyboardInterrupt at once
+                print("the interrupt never arrived")
+            except KeyboardInterrupt:
+                pass  # what onnxsim's native code did with it
+        else:
+            print("handler while staged is the previous one:", signal.getsignal(signal.SIGINT) is before)
+        staged.commit()
+    print("committed")
+except KeyboardInterrupt:
+    print("interrupted")
+print("handler restored:", signal.getsignal(signal.SIGINT) is before)
+"""
+
+
 def test_a_ctrl_c_that_a_library_swallowed_still_stops_the_commit(tmp_path):
     # onnxsim's constant folding calls back into Python and drops a KeyboardInterrupt raised there: the
     # conversion carried on and committed (seen as a flaky interrupted-convert test).
     output = tmp_path / "out"
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        with StagedDirectory(output) as staged:
-            (staged.path / "model.onnx").write_text("new model")
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(5)  # the handler raises KeyboardInterrupt at once
-                raise AssertionError("the interrupt never arrived")
-            except KeyboardInterrupt:
-                pass  # what the library did
-            staged.commit()
-    assert not output.exists()
+    run = subprocess.run([sys.executable, "-c", SWALLOWED_CTRL_C, str(output), "interrupt"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.stdout.splitlines() == ["interrupted", "handler restored: True"], run.stdout + run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_without_an_interrupt_the_handler_is_put_back_and_the_commit_happens(tmp_path):
-    before = signal.getsignal(signal.SIGINT)
-    with StagedDirectory(tmp_path / "out") as staged:
-        (staged.path / "model.onnx").write_text("new model")
-        assert signal.getsignal(signal.SIGINT) is not before
-        staged.commit()
-    assert (tmp_path / "out" / "model.onnx").read_text() == "new model"
-    assert signal.getsignal(signal.SIGINT) is before
+def test_without_an_interrupt_the_commit_happens_and_the_handler_is_put_back(tmp_path):
+    output = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", SWALLOWED_CTRL_C, str(output), "none"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.stdout.splitlines() == ["handler while staged is the previous one: False", "committed",
+                                       "handler restored: True"], run.stdout + run.stderr
+    assert (output / "model.onnx").read_text() == "new model"
 
 
 def child(code: str) -> subprocess.Popen:
