@@ -10,6 +10,11 @@ files are quantized per variant, the twin too, with NNCF / ONNX Runtime defaults
 odexport.profiling.compare_models. Writes benchmarks/results/sweep.json, sweep.md (median latency, ratio
 to the static twin, and the distance to issue 7's targets) and sweep.png, stamped with the machine and its
 load: the machine may be shared, so compare ratios within one run, not absolute times across runs.
+
+The `auto` row at batch 1 is the artifact plain `odexport convert --target <runtime> [--precision P]`
+writes (auto, the batch fixed at 1, convert's target for that runtime), timed as a user's code loads the
+file: its shapes are fixed, so there is nothing to reshape. benchmarks/default.py compares it with the
+dynamic-batch candidates and the naive export.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from rich.progress import Progress
 
 from odexport.models import create_model, get_arch, randomize_
 from odexport.profiling import Budget
+from odexport.lowering.auto import AUTO
 from odexport.profiling.comparison import (EAGER, NAIVE, STATIC, CompareReport, CompareRow, compare_models,
                                           default_lowerings)
 from odexport.profiling.machine import machine
@@ -82,7 +88,8 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
              "the static twin at the same runtime, precision and batch in the same run (variants timed in "
              "interleaved rounds). Target: issue 7's bound for the best of our lowerings, by median; *gap* is how "
              "far the best one is above it. *min ratio* compares the fastest calls instead, which other "
-             "processes on a busy machine inflate least.",
+             "processes on a busy machine inflate least. The auto row at batch 1 is the default convert's "
+             "artifact (auto, batch fixed at 1), loaded as written.",
              ""]
     boundary = boundary_ns(reports)
     for arch, kernel_num, report in reports:
@@ -97,7 +104,8 @@ def markdown(reports: list[tuple[str, int, CompareReport]], context: dict) -> st
                 cells.append("" if row is None else f"{row.run.ms_per_image:.2f}"
                              + ("" if row.ratio is None else f" ({row.ratio:.2f}x)"))
             if any(cells):
-                lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+                label = f"{variant} (the default at b1)" if variant == AUTO else variant
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         eager = [row for row in report.rows if row.variant == EAGER]
         if eager:
             lines.append("")
