@@ -231,8 +231,9 @@ def test_every_zoo_model_inspects_and_converts_with_parity(official_checkpoint, 
     report = json.loads(run_cli("inspect", checkpoint, "--json", "--imgsz", "64").stdout)
     assert (report["arch"], report["kernel_num"], report["reduction"]) == (arch, kernel_num, 0.0625)
     # The default (auto) on the smallest of each family; the deeper ones repeat its blocks, whose auto
-    # timing would add a minute each, so they take one fixed lowering.
-    pinned = [] if arch in BOTH_KERNEL_NUMS or not arch.startswith("od_") else ["--lowering", "decomposed"]
+    # timing would add a minute each, so they take one fixed lowering, at the default's fixed batch of 1.
+    pinned = [] if arch in BOTH_KERNEL_NUMS or not arch.startswith("od_") else ["--lowering", "decomposed",
+                                                                              "--batch", "1"]
     result = run_cli("convert", checkpoint, "-o", tmp_path / "out", "--imgsz", "64", "--target", "openvino", *pinned)
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
