@@ -175,7 +175,7 @@ class _InterruptRecord:
         self.interrupted = True
         if callable(self._previous):
             self._previous(signum, frame)
-        else:  # SIG_DFL: what Python's own handler does
+        else:  # SIG_DFL would end the process on the spot; as Python's handler, so the staging is removed
             raise KeyboardInterrupt
 
 
