@@ -7,6 +7,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1] / "benchmarks"))
 
+from cpus import give_each_worker_its_own_cpus
+
+give_each_worker_its_own_cpus()  # before torch is imported: its thread pool sizes itself then
+
 import pytest
 import torch
 
@@ -51,6 +55,18 @@ class CheckpointFactory:
         while len(self.cache) > 1 and sum(path.stat().st_size for path in self.cache.values()) > self.budget_bytes:
             _, path = self.cache.popitem(last=False)
             path.unlink()
+
+
+@pytest.fixture
+def two_run_cpus():
+    """For a test that pins processes to two CPUs (the placement probe): every CPU of the run, however the
+    worker was narrowed; skipped on a machine with fewer than two."""
+    from cpus import RUN_CPUS, all_run_cpus
+
+    if len(RUN_CPUS) < 2:
+        pytest.skip("needs two CPUs this process may pin")
+    with all_run_cpus():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from placement import Placement, PlacementLog, core_handoff_ns, probe_cpus, split_ns
 
-two_cpus = pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
+two_cpus = pytest.mark.usefixtures("two_run_cpus")
 
 
 def shared_segments() -> set[str]:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from odexport.scratch import OWNER_FILE
 from test_cli import assert_clean_error, run_cli
 
 
@@ -38,12 +39,14 @@ def _convert(checkpoint: Path, output: Path, temp: Path, log: Path) -> subproces
 
 
 def _wait_until_working(run: subprocess.Popen, output: Path, temp: Path) -> tuple[Path, Path]:
-    """(its staging directory beside ``output``, its working directory in ``temp``) once both exist."""
+    """(its staging directory beside ``output``, its working directory in ``temp``) once both exist and
+    carry the run's owner record (a directory is created a moment before its record is written; one
+    caught in between cannot be proved abandoned, and is rightly left alone)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and run.poll() is None:
         staging = list(output.parent.glob(f".{output.name}.partial-{run.pid}-*"))
         working = list(temp.glob(f"odexport-convert-{run.pid}-*"))
-        if staging and working:
+        if staging and working and all((path / OWNER_FILE).is_file() for path in (staging[0], working[0])):
             return staging[0], working[0]
         time.sleep(0.02)
     raise AssertionError(f"convert (pid {run.pid}, exit {run.poll()}) never started writing")

@@ -15,7 +15,7 @@ from odexport.cli.app import app
 from odexport.lowering import list_lowerings
 from odexport.profiling import Budget
 from odexport.profiling.comparison import EAGER, NAIVE, STATIC, CompareReport, compare_models
-from placement import Placement, PlacementLog, probe_cpus
+from placement import Placement, PlacementLog
 from odexport.profiling.plot import comparison_figure, plot_comparison
 
 runner = CliRunner()
@@ -65,7 +65,7 @@ def test_without_a_probe_no_placement_is_recorded(comparison):
     assert all(row.placement is None for row in comparison.rows)
 
 
-@pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
+@pytest.mark.usefixtures("two_run_cpus")
 def test_with_the_benchmarks_probe_each_group_records_where_its_cpus_sat(tiny_model):
     report = compare_models(tiny_model, TinyTwin().eval(), name="TinyODNet", twin_name="TinyTwin",
                             precisions=("fp32",), imgsz=SIZE, lowerings=["decomposed"], naive=False,
@@ -88,7 +88,7 @@ def measure_once(model, placements, attempts):
                           attempts=attempts, placements=placements)
 
 
-@pytest.mark.skipif(probe_cpus() is None, reason="needs two CPUs this process may pin")
+@pytest.mark.usefixtures("two_run_cpus")
 @pytest.mark.parametrize("earlier_level_ns, measurements", [(1.0, 2), (1e9, 1)])
 def test_a_group_measured_apart_is_measured_again(tiny_model, earlier_level_ns, measurements):
     # An earlier benchmark's probes set the other level: far below any real round trip, every probe now
