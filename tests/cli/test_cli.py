@@ -209,9 +209,10 @@ def test_real_process_exit_codes(official_checkpoint, tmp_path):
 
 # Every zoo model converts, each ODConv one at one kernel_num; the smallest of each family at both (with and
 # without the kernel attention). Deeper variants repeat the same blocks, so both counts on each would add
-# minutes (od_resnet101 4x alone takes 1.5) and no new path.
+# minutes (od_resnet101 4x alone takes 1.5) and no new path. od_resnet50 takes 1x: at 4x its 90M parameters
+# made it the slowest test of the suite, and tests/test_export.py runs its bottleneck with the kernel attention.
 BOTH_KERNEL_NUMS = ("od_resnet18", "od_mobilenetv2_050")
-ONE_KERNEL_NUM = {"od_resnet34": 1, "od_resnet50": 4, "od_resnet101": 1, "od_mobilenetv2_075": 1,
+ONE_KERNEL_NUM = {"od_resnet34": 1, "od_resnet50": 1, "od_resnet101": 1, "od_mobilenetv2_075": 1,
                   "od_mobilenetv2_100": 4}
 
 
