@@ -108,21 +108,28 @@ def official_checkpoint(tmp_path_factory):
     shutil.rmtree(directory, ignore_errors=True)
 
 
+# Seconds auto times each layer's candidates beyond their first 15 runs (0.4 for users): the suite checks
+# what auto does with its timings, not how careful they are, and a full run times a few hundred layer shapes.
+TUNING_SECONDS = "0.05"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _timing_cache_in_a_temporary_directory(tmp_path_factory):
     """`auto` caches its timings under the user's cache directory; tests must not read or write it. One
     cache serves the whole run, every xdist worker included (each worker's base directory sits in the
     run's): `auto` is convert's default, so most conversions time their layers, and each layer shape
-    is then timed once per run."""
+    is then timed once per run, for TUNING_SECONDS."""
     import os
 
-    previous = os.environ.get("ODEXPORT_CACHE_DIR")
+    previous = {name: os.environ.get(name) for name in ("ODEXPORT_CACHE_DIR", "ODEXPORT_TUNING_SECONDS")}
     base = tmp_path_factory.getbasetemp()
     shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "odexport-cache"
     shared.mkdir(exist_ok=True)
     os.environ["ODEXPORT_CACHE_DIR"] = str(shared)
+    os.environ["ODEXPORT_TUNING_SECONDS"] = TUNING_SECONDS
     yield
-    if previous is None:
-        os.environ.pop("ODEXPORT_CACHE_DIR", None)
-    else:
-        os.environ["ODEXPORT_CACHE_DIR"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

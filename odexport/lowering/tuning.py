@@ -11,6 +11,7 @@ per machine kind; a cached choice is reused without running anything.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import tempfile
@@ -29,6 +30,7 @@ try:
 except ImportError:  # not on Windows
     fcntl = None
 
+from ..errors import InputError
 from ..export import export_onnx
 from ..odconv import ODConvSpec
 from ..scratch import dead_owner, process_tag, scratch_directory
@@ -40,6 +42,9 @@ CACHE_FORMAT = 2
 # Per candidate: at least this many timed runs, then more until the budget is spent (whichever is later).
 MIN_RUNS = 15
 BUDGET_SECONDS = 0.4
+# Overrides BUDGET_SECONDS: a shorter budget converts sooner and measures less carefully (a test suite, a
+# CI job that converts throwaway models). Timings cached under either budget are reused under the other.
+BUDGET_VARIABLE = "ODEXPORT_TUNING_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -249,13 +254,29 @@ def time_layer(
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for runner in runners.values():
             runner.infer(feed)  # first inference pays one-off compilation and allocation
-        start = time.perf_counter()
-        while min(len(s) for s in samples.values()) < MIN_RUNS or time.perf_counter() - start < BUDGET_SECONDS:
+        start, budget = time.perf_counter(), tuning_budget()
+        while min(len(s) for s in samples.values()) < MIN_RUNS or time.perf_counter() - start < budget:
             for name, runner in runners.items():
                 began = time.perf_counter()
                 runner.infer(feed)
                 samples[name].append((time.perf_counter() - began) * 1e3)
     return {name: min(times) for name, times in samples.items()}
+
+
+def tuning_budget() -> float:
+    """Seconds of interleaved runs per layer beyond the first MIN_RUNS: $ODEXPORT_TUNING_SECONDS when set,
+    else BUDGET_SECONDS. InputError on a value that is not a number of seconds."""
+    value = os.environ.get(BUDGET_VARIABLE)
+    if value is None or value == "":
+        return BUDGET_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= 60):
+        raise InputError(f"{BUDGET_VARIABLE}={value!r} is not a number of seconds from 0 to 60",
+                         hint=f"unset it for the default ({BUDGET_SECONDS} s per layer), or e.g. {BUDGET_VARIABLE}=0.1")
+    return seconds
 
 
 def choose_fastest(timings: dict[str, float], order: list[str]) -> str:

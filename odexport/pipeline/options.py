@@ -20,6 +20,7 @@ from ..limits import (MAX_BATCH, MAX_CALIBRATION_SIZE, SAMPLE_BYTES_PER_VALUE, c
                       check_memory, parse_imgsz)
 from ..lowering import get_lowering
 from ..lowering.auto import AUTO
+from ..lowering.tuning import tuning_budget
 from ..precisions import get_precision
 from ..backends import FLAT, get_target
 
@@ -117,6 +118,8 @@ def convert_options(*, target: str = DEFAULT_TARGET, precision: str = DEFAULT_PR
         raise InputError(f"--temperature {temperature} is not a positive number",
                          hint="attention logits are divided by it, e.g. --temperature 1.0")
     AdapterOptions(attention_batchnorm)  # refuses a value other than apply or skip
+    if lowering == AUTO:
+        tuning_budget()  # refuses a bad $ODEXPORT_TUNING_SECONDS before the checkpoint is read
     notes = _calibration_notes(precision, calibration, calibration_size, size, channels or DEFAULT_CHANNELS)
     peak = DYNAMIC_BATCH_CHECKS[-1] if batch is None or fixed_batch is None else fixed_batch
     check_input_memory(peak, channels or DEFAULT_CHANNELS, size)

@@ -213,3 +213,14 @@ def test_profile_sizes_are_refused_before_measuring(dynamic_artifact, corrupt_ch
     result = run_cli("profile", path, "--batch", "4000", "--imgsz", "4000", "-n", "1")
     assert_clean_error(result, 2, "a forward pass at batch 4000", "GB of memory")
     assert "Profile:" not in result.stderr and "Load:" not in result.stderr
+
+
+def test_a_bad_tuning_budget_is_refused_before_the_checkpoint_is_read(official_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("ODEXPORT_TUNING_SECONDS", "fast")
+    result = run_cli("convert", official_checkpoint("od_resnet18"), "-o", tmp_path / "out", "--imgsz", "32")
+    assert_clean_error(result, 2, "ODEXPORT_TUNING_SECONDS='fast'", "unset it")
+    assert "Load:" not in result.stderr and not (tmp_path / "out").exists()
+    # A fixed lowering times nothing, so the budget does not matter to it.
+    fixed = run_cli("convert", official_checkpoint("od_resnet18"), "-o", tmp_path / "out", "--imgsz", "32",
+                    "--target", "onnx", "--lowering", "decomposed", "--no-verify")
+    assert fixed.exit_code == 0, fixed.stderr
