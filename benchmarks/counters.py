@@ -1,0 +1,117 @@
+"""Where a runtime spends the time of the default artifact, against the static twin: per-node counters.
+
+    .venv/bin/python benchmarks/counters.py --arch od_resnet18 --kernel-num 1 --runtime onnxruntime
+
+Saves seeded official-format checkpoints of the model and of its static twin (1000 classes), converts each
+with plain `convert --target <runtime>` (the default artifact), and profiles both with `profile --layers`
+(2 threads, batch 1, 224x224; ONNX Runtime's profiler or OpenVINO's performance counters). The twin has
+the same modules outside the ODConv layers, so what the twin spends outside those modules is what its
+plain convolutions cost in the ODConv layers' place. Writes
+benchmarks/results/counters-<arch>-<k>x-<runtime>.{json,md}, with the command. The two profiles run one
+after the other, not interleaved: the split is what this is for, not the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from odexport.api import convert_file
+from odexport.checkpoint import save_official_checkpoint
+from odexport.models import create_model, get_arch, randomize_
+from odexport.pipeline.options import convert_options
+from odexport.profiling.profile import profile
+
+RESULTS = Path(__file__).parent / "results"
+UNATTRIBUTED = "(unattributed)"  # nodes profile could not tie to a module: layout reorders, mostly
+
+
+def default_artifact(arch: str, kernel_num: int | None, runtime: str, work: Path) -> Path:
+    kwargs = {"num_classes": 1000} | ({"kernel_num": kernel_num} if kernel_num else {})
+    with torch.no_grad():
+        model = randomize_(create_model(arch, **kwargs), seed=0)
+    checkpoint = work / f"{arch}.pth.tar"
+    save_official_checkpoint(model, checkpoint)
+    return convert_file(checkpoint, convert_options(target=runtime, output=work / f"{arch}_{runtime}")).output_dir
+
+
+def layers(artifact: Path, runtime: str) -> dict:
+    run = profile(artifact, runtime=runtime, threads=2, layers=True, layer_runs=10).to_dict()["runs"][0]
+    return {"median_ms": run["latency"]["median_ms"], **run["layers"]}
+
+
+def _convolves(layer: dict) -> bool:
+    return any("conv" in kind.lower() for kind in layer["exec_types"])
+
+
+def split(odconv: dict, twin: dict) -> dict:
+    """ms by what the ODConv model spends it on, each beside what the twin spends in its place.
+
+    A twin convolution stands in for an ODConv layer unless the ODConv model convolves in the same module
+    (the stem, the downsampling): a runtime names a fused Conv+ReLU after the ReLU, so the module name alone
+    does not say which convolution a node was."""
+    shared_convolutions = {layer["module"] for layer in odconv["layers"]
+                           if layer["category"] == "other" and _convolves(layer)}
+    in_their_place = sum(layer["ms"] for layer in twin["layers"]
+                         if _convolves(layer) and layer["module"] not in shared_convolutions)
+    twin_reorders = sum(layer["ms"] for layer in twin["layers"] if layer["module"] == UNATTRIBUTED)
+    odconv_reorders = sum(layer["ms"] for layer in odconv["layers"] if layer["module"] == UNATTRIBUTED)
+    categories = odconv["by_category"]
+    return {
+        "ODConv convolutions (twin: its convolutions in their place)":
+            (categories["odconv convolution"], in_their_place),
+        "ODConv attention branches": (categories["odconv attention"], 0.0),
+        "nodes no module owns (layout reorders, mostly)": (odconv_reorders, twin_reorders),
+        "the other modules (stem, downsampling, pooling, classifier, adds)":
+            (categories["other"] - odconv_reorders, twin["total_ms"] - in_their_place - twin_reorders),
+        "sum of node times": (odconv["total_ms"], twin["total_ms"]),
+    }
+
+
+def markdown(context: dict, odconv: dict, twin: dict) -> str:
+    lines = [f"# Where {context['runtime']} spends the time of the default {context['model']}: per-node counters", "",
+             f"Command: `{context['command']}` ({context['started']}).", "",
+             f"2 threads, batch 1, 224x224, f32; mean of {odconv['runs']} profiled runs each. Median latency: "
+             f"ODConv {odconv['median_ms']:.2f} ms, static twin {twin['median_ms']:.2f} ms "
+             f"({odconv['median_ms'] / twin['median_ms']:.2f}x; not interleaved, see benchmarks/default.py for "
+             "ratios).", "",
+             "| where | ODConv default (ms) | static twin (ms) | difference (ms) |", "|---|---:|---:|---:|"]
+    for name, (ours, theirs) in split(odconv, twin).items():
+        lines.append(f"| {name} | {ours:.2f} | {theirs:.2f} | {ours - theirs:+.2f} |")
+    lines += ["", "The ODConv layers' convolutions, slowest first (kernels: the runtime's node types):", "",
+              "| layer | ms | nodes | kernels |", "|---|---:|---:|---|"]
+    lines += [f"| {layer['module']} | {layer['ms']:.3f} | {layer['nodes']} | {' '.join(layer['exec_types'])} |"
+              for layer in odconv["layers"] if layer["category"] == "odconv convolution"][:12]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", default="od_resnet18")
+    parser.add_argument("--kernel-num", type=int, default=1)
+    parser.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "openvino"])
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    model = f"{args.arch} {args.kernel_num}x"
+    output = args.output or RESULTS / f"counters-{args.arch}-{args.kernel_num}x-{args.runtime}"
+    context = {"command": "python benchmarks/counters.py " + shlex.join(sys.argv[1:]), "model": model,
+               "runtime": args.runtime, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    with tempfile.TemporaryDirectory(prefix="odexport-counters-") as work:
+        work = Path(work)
+        odconv = layers(default_artifact(args.arch, args.kernel_num, args.runtime, work), args.runtime)
+        twin = layers(default_artifact(get_arch(args.arch).static_twin, None, args.runtime, work), args.runtime)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps({"context": context, "odconv": odconv, "twin": twin}, indent=1) + "\n")
+    output.with_suffix(".md").write_text(markdown(context, odconv, twin))
+    print(output.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
