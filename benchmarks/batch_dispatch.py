@@ -30,7 +30,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from default import TWIN, load, measure_group, ns  # benchmarks/default.py, beside this script
+from default import TWIN, conditions, load, measure_probed  # benchmarks/default.py, beside this script
 from odexport.backends import get_target
 from odexport.console import SilentReporter
 from odexport.conversion import convert_model
@@ -38,7 +38,6 @@ from odexport.models import create_model, get_arch, randomize_
 from odexport.pipeline.options import convert_options
 from odexport.pipeline.stages import Job, choose_lowerings, export, prepare, read_input, rewrite
 from odexport.profiling.machine import machine
-from placement import core_handoff_ns
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = (224, 224)
@@ -134,11 +133,8 @@ def main() -> None:
                     onnx.save(graph, paths[name])
                 loaded = [load(name, path, runtime) for name, path in paths.items()]
                 check_dispatch({item.name: item for item in loaded})
-                before, load_before = core_handoff_ns(), os.getloadavg()[0]
-                results = measure_group(loaded, args.rounds, args.round_seconds, batch8=True)
-                after, load_after = core_handoff_ns(), os.getloadavg()[0]
-            groups.append({"arch": arch, "runtime": runtime, "handoff_ns": [before, after],
-                           "load": [round(load_before, 2), round(load_after, 2)], "results": results})
+                measured = measure_probed(loaded, args.rounds, args.round_seconds, batch8=True)
+            groups.append({"arch": arch, "runtime": runtime, **measured})
             log(markdown_group(groups[-1]))
     context["load_end"] = [round(value, 2) for value in os.getloadavg()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -161,9 +157,7 @@ def markdown_group(group: dict) -> str:
         result = group["results"][name]
         b8 = result["b8_per_image"]
         rows.append(f"| {group['arch']} 1x | {group['runtime']} f32 | {name} | {result['ratio']:.2f}x | "
-                    f"{result['ratio'] / b1:.2f}x | {'' if b8 is None else f'{b8:.2f}'} | "
-                    f"{group['load'][0]} / {group['load'][1]} | {ns(group['handoff_ns'][0])} / "
-                    f"{ns(group['handoff_ns'][1])} |")
+                    f"{result['ratio'] / b1:.2f}x | {'' if b8 is None else f'{b8:.2f}'} | {conditions(group)} |")
     return "\n".join(rows)
 
 

@@ -151,6 +151,20 @@ def measure_group(loaded: list[Loaded], rounds: int, seconds: float, batch8: boo
             for name in ratios}
 
 
+def measure_probed(loaded: list[Loaded], rounds: int, seconds: float, batch8: bool) -> dict:
+    """measure_group's results, with the load average and the CPU hand-off read before and after it."""
+    before, load_before = core_handoff_ns(), os.getloadavg()[0]
+    results = measure_group(loaded, rounds, seconds, batch8)
+    after, load_after = core_handoff_ns(), os.getloadavg()[0]
+    return {"handoff_ns": [before, after], "load": [round(load_before, 2), round(load_after, 2)], "results": results}
+
+
+def conditions(group: dict) -> str:
+    """The table cells "load | CPUs" of a measured group."""
+    return (f"{group['load'][0]} / {group['load'][1]} | {ns(group['handoff_ns'][0])} / "
+            f"{ns(group['handoff_ns'][1])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archs", nargs="+", default=["od_resnet18", "od_mobilenetv2_100"])
@@ -177,12 +191,9 @@ def main() -> None:
                 with tempfile.TemporaryDirectory(prefix="odexport-default-") as work:
                     paths = write_variants(model, twin, runtime, args.variants, Path(work), log)
                     loaded = [load(name, path, runtime) for name, path in paths.items()]
-                    before, load_before = core_handoff_ns(), os.getloadavg()[0]
-                    results = measure_group(loaded, args.rounds, args.round_seconds, not args.no_batch8)
-                    after, load_after = core_handoff_ns(), os.getloadavg()[0]
-                groups.append({"arch": arch, "kernel_num": kernel_num, "runtime": runtime,
-                               "handoff_ns": [before, after], "load": [round(load_before, 2), round(load_after, 2)],
-                               "dynamic": {item.name: item.dynamic for item in loaded}, "results": results})
+                    measured = measure_probed(loaded, args.rounds, args.round_seconds, not args.no_batch8)
+                groups.append({"arch": arch, "kernel_num": kernel_num, "runtime": runtime, **measured,
+                               "dynamic": {item.name: item.dynamic for item in loaded}})
                 log(markdown_group(groups[-1]))
     context["load_end"] = [round(value, 2) for value in os.getloadavg()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -204,8 +215,7 @@ def markdown_group(group: dict) -> str:
         rows.append(f"| {group['arch']} {group['kernel_num']}x | {group['runtime']} f32 | {name} | "
                     f"{'dynamic' if group['dynamic'][name] else '1'} | {result['ratio']:.2f}x | "
                     f"{'' if b8 is None else f'{b8:.2f}'} | {'' if target is None else f'<= {target}x'} | "
-                    f"{group['load'][0]} / {group['load'][1]} | {ns(group['handoff_ns'][0])} / "
-                    f"{ns(group['handoff_ns'][1])} |")
+                    f"{conditions(group)} |")
     return "\n".join(rows)
 
 
