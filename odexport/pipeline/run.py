@@ -18,7 +18,7 @@ from ..backends import get_target
 from .options import ConvertOptions
 from .stages import Job, choose_lowerings, export, load, prepare, read_input, rewrite
 from .writing import (artifact_files, calibrate, check_artifact, manifest_record, quantization_record,
-                      write_target)
+                      refuse_a_degenerate_reference, write_target)
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ def _convert(model: nn.Module, options: ConvertOptions, example_input: torch.Ten
     choose = choose_lowerings(job, unrecognised)
     with StagedDirectory(options.output, reporter) as staged, scratch_directory("convert", reporter) as work:
         rewritten = rewrite(job, choose, unrecognised)
+        refuse_a_degenerate_reference(job, rewritten)
         graph = export(job, rewritten, Path(work))
         samples = calibrate(job)
         name = (model_info or {}).get("arch") or "model"

@@ -11,6 +11,9 @@ from ..parity import ParityReport, degenerate_sentence
 from ..rewrite import ODConvLayer
 
 
+DEGENERATE_HINT = "convert trained weights, or pass --allow-degenerate to write the artifact anyway"
+
+
 def judge_parity(parity: ParityReport, precision: str, output: Path, allow_degenerate: bool,
                  hint: str = "rerun with --no-verify to keep the artifact for inspection") -> list[str]:
     """Raise unless ``parity`` passed on a reference that can tell a right artifact from a wrong one; return
@@ -33,7 +36,7 @@ def judge_parity(parity: ParityReport, precision: str, output: Path, allow_degen
         return []
     if not allow_degenerate:
         raise InputError(f"{degenerate_sentence(parity.degenerate)}; nothing was written to {output}",
-                         hint="convert trained weights, or pass --allow-degenerate to write the artifact anyway")
+                         hint=DEGENERATE_HINT)
     return [f"{degenerate_sentence(parity.degenerate)} (allowed)"]
 
 

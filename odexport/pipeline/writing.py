@@ -7,20 +7,24 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..calibration import calibration_samples
-from ..export import ExportedGraph
+from ..errors import InputError
+from ..export import ExportedGraph, default_output_names
+from ..exporters import INPUT_NAME
+from ..outputs import flatten_outputs
 from ..manifest import ManifestRecord, TensorRecord, versions
-from ..inputs import parity_inputs
+from ..inputs import batches, parity_inputs
 from ..backends import WriteRequest
 from ..backends.quantization import odconv_quantization
 from ..backends.torch import TorchRunner, reference_runner
-from ..parity import ParityReport, check_parity
+from ..parity import ParityReport, check_parity, degenerate_reason, degenerate_sentence
 from ..precisions import get_precision
 from .notes import layer_record
 from .options import DYNAMIC_BATCH_CHECKS
 from .stages import Job, Rewritten
-from .verdict import judge_parity, parity_hint
+from .verdict import DEGENERATE_HINT, judge_parity, parity_hint
 
 
 def second_parity_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -81,6 +85,27 @@ def quantization_record(job: Job, rewritten: Rewritten, model_file: Path, sample
     for layer in record["odconv_layers_float"]:
         job.reporter.info(f"  - {layer['path']} stays float: {layer['reason']}")
     return record
+
+
+def refuse_a_degenerate_reference(job: Job, rewritten: Rewritten) -> None:
+    """Refuse, before the export, a model whose PyTorch outputs on the parity inputs cannot tell a right
+    artifact from a wrong one: check_artifact would refuse it too, but only after the export and the
+    target were written. Nothing to do without parity, or with --allow-degenerate."""
+    options = job.options
+    if not options.verify or options.allow_degenerate:
+        return
+    samples = parity_inputs(job.input.size, channels=job.input.channels, preprocessing=job.input.preprocessing)
+    batch_size = options.batch or DYNAMIC_BATCH_CHECKS[0]
+    with torch.no_grad():
+        flat = flatten_outputs(job.model.eval()(torch.from_numpy(samples[:batch_size])))
+    names = default_output_names([path for path, _ in flat])
+    reference = reference_runner(TorchRunner(job.model, (INPUT_NAME,), names), rewritten.attention_batchnorm)
+    outputs = [reference.infer({INPUT_NAME: batch}) for batch in batches(samples, batch_size)]
+    degenerate = {name: reason for name in names
+                  if (reason := degenerate_reason(np.concatenate([out[name] for out in outputs]))) is not None}
+    if degenerate:
+        raise InputError(f"{degenerate_sentence(degenerate)}; nothing was written to {options.output}",
+                         hint=DEGENERATE_HINT)
 
 
 def check_artifact(job: Job, rewritten: Rewritten, graph: ExportedGraph,

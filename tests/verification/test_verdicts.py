@@ -97,6 +97,8 @@ def test_convert_refuses_a_degenerate_reference_unless_allowed(fresh, tmp_path):
     assert refused.exit_code == 2, (refused.stdout, refused.stderr)
     assert "near zero" in refused.stderr and "--allow-degenerate" in refused.stderr
     assert not (tmp_path / "out").exists()
+    # Refused before the export: the user does not wait for an artifact that will not be written.
+    assert "Rewrite: done" in refused.stderr and "ONNX:" not in refused.stderr
     allowed = run_cli("convert", checkpoint, "--target", "onnx", "--lowering", "decomposed", "--imgsz", SIZE, "-o", tmp_path / "out",
                       "--allow-degenerate")
     assert allowed.exit_code == 0, (allowed.stdout, allowed.stderr)
