@@ -67,7 +67,8 @@ _BRANCH_END: dict[type[nn.Module], Callable[[nn.Module], nn.Module | None]] = {
 }
 
 
-def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None) -> nn.Module:
+def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None,
+               calibration_batches: tuple[tuple[int, int], ...] = _CALIBRATION_BATCHES) -> nn.Module:
     """Fill every parameter and BatchNorm statistic of ``model`` in place from ``seed``; return ``model``.
 
     Conv and linear weights (ODConv kernel stacks included) are normal with std = gain / sqrt(fan_in),
@@ -81,6 +82,8 @@ def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None)
     [8, C_in, 32, 32] and [4, C_in, 128, 128], half white N(0, 1), half photograph-like 1/f noise, with C_in
     taken from the first convolution. Deterministic for a given seed and model, whatever the global RNG state; the model's
     train/eval mode is kept.
+    calibration_batches: the (B, S) of the default calibration batches. Fewer and smaller cost less (they
+    are most of the time randomize_ takes on a deep model) and normalise well only at the sizes given.
     """
     gen = torch.Generator().manual_seed(seed)
     heads = {id(m.head(h)) for m in model.modules() if isinstance(m, Attention)
@@ -109,7 +112,9 @@ def randomize_(model: nn.Module, seed: int, example_input: Tensor | None = None)
                 _copy(p, _normal(p.shape, 1.0 / math.sqrt(fan_in), gen))
                 done.add(id(p))
         if example_input is None:
-            batches = _calibration_inputs(model, gen)
+            if not calibration_batches or min(batch for batch, _ in calibration_batches) < 2:
+                raise ValueError(f"randomize_ needs calibration batches of at least 2, got {calibration_batches}")
+            batches = _calibration_inputs(model, gen, calibration_batches)
         elif example_input.shape[0] < 2:
             # The squeeze BatchNorms see one value per sample and channel: one sample has no statistics.
             raise ValueError(f"randomize_ needs an example_input batch of at least 2, got {example_input.shape[0]}")
@@ -204,8 +209,8 @@ def _floored(square: Tensor) -> Tensor:
     return square.clamp_min(max(_QUIET_FLOOR * square.median().item(), 1e-6))
 
 
-def _calibration_inputs(model: nn.Module, gen: torch.Generator) -> list[Tensor]:
-    """Seeded batches [B, C_in, S, S], (B, S) in _CALIBRATION_BATCHES, for a model whose first layer is a 2D conv.
+def _calibration_inputs(model: nn.Module, gen: torch.Generator, sizes: tuple[tuple[int, int], ...]) -> list[Tensor]:
+    """Seeded batches [B, C_in, S, S], one for each (B, S) of ``sizes``, for a model whose first layer is a 2D conv.
 
     Half of each batch is white N(0, 1) noise, half photograph-like noise: parity checks feed both.
     """
@@ -217,7 +222,7 @@ def _calibration_inputs(model: nn.Module, gen: torch.Generator) -> list[Tensor]:
         raise ValueError("randomize_ needs example_input for a model whose first layer is not a 2D convolution")
     return [torch.cat([torch.randn(batch // 2, channels, size, size, generator=gen),
                        _photograph_like(batch - batch // 2, channels, size, gen)])
-            for batch, size in _CALIBRATION_BATCHES]
+            for batch, size in sizes]
 
 
 def _photograph_like(count: int, channels: int, size: int, gen: torch.Generator) -> Tensor:

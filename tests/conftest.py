@@ -1,3 +1,4 @@
+import os
 import shutil
 import sys
 from collections import OrderedDict
@@ -18,36 +19,60 @@ from odexport.checkpoint import save_official_checkpoint
 from odexport.models import create_model, randomize_
 
 
-# The zoo's full-size checkpoints add up to several GB; the slow tests use each once, the quick ones a few
-# small ones again and again. Past this budget the least recently used are deleted (and rewritten if asked
-# for again), so a session holds about this much at once.
-CHECKPOINT_BUDGET_BYTES = 512 * 2**20
+# Checkpoints with the zoo's own 1000 classes are the zoo sweep's: each is used once or twice, and together
+# they add up to several GB. A worker keeps its own within this budget, the least recently used deleted
+# first (and rewritten if asked for again).
+CHECKPOINT_BUDGET_BYTES = 256 * 2**20
+# The small ones (10 classes, about 600 MB in all) the quick tests ask for again and again are written once
+# for the whole run, into a directory every xdist worker shares, and kept until the run ends: within each
+# worker's budget alone, the same od_resnet18 checkpoints were written again and again.
+FULL_SIZE_CLASSES = 1000
 
 
 class CheckpointFactory:
-    """Official-format checkpoints of zoo models with seeded random weights, written once per session
-    (while they fit in the budget)."""
+    """Official-format checkpoints of zoo models with seeded random weights. Full-size ones (1000 classes)
+    go to ``directory``, within ``budget_bytes``; the others to ``shared``, written once per run."""
 
-    def __init__(self, directory: Path, budget_bytes: int = CHECKPOINT_BUDGET_BYTES) -> None:
+    def __init__(self, directory: Path, shared: Path, budget_bytes: int = CHECKPOINT_BUDGET_BYTES) -> None:
         self.directory = directory
+        self.shared = shared
         self.budget_bytes = budget_bytes
         self.cache: OrderedDict[tuple, Path] = OrderedDict()  # least recently used first
 
     def __call__(self, arch: str, *, kernel_num: int = 1, reduction: float = 0.0625, num_classes: int = 10,
-                 seed: int = 0) -> Path:
-        key = (arch, kernel_num, reduction, num_classes, seed)
+                 seed: int = 0, calibration_size: int | None = None) -> Path:
+        """calibration_size: calibrate the BatchNorm statistics on one batch at this size only, a third of
+        the time on a deep model (the default calibrates at three sizes, so that the model is well
+        conditioned at any size a test runs it at)."""
+        name = f"{arch}_k{kernel_num}_r{reduction}_c{num_classes}_s{seed}_cal{calibration_size or 'all'}.pth.tar"
+        if num_classes != FULL_SIZE_CLASSES:
+            path = self.shared / name
+            if not path.is_file():
+                # Written beside it, then renamed: a worker that finds the file finds it whole. Two workers
+                # may both write it; they write the same bytes.
+                partial = path.with_name(f"{name}.{os.getpid()}.partial")
+                self._write(partial, arch, kernel_num, reduction, num_classes, seed, calibration_size)
+                os.replace(partial, path)
+            return path
+        key = (arch, kernel_num, reduction, num_classes, seed, calibration_size)
         if key not in self.cache:
-            kwargs = {"num_classes": num_classes}
-            if arch.startswith("od_"):
-                kwargs |= {"kernel_num": kernel_num, "reduction": reduction}
-            with torch.no_grad():
-                model = randomize_(create_model(arch, **kwargs), seed=seed)
-            path = self.directory / f"{arch}_k{kernel_num}_r{reduction}_c{num_classes}_s{seed}.pth.tar"
-            save_official_checkpoint(model, path)
+            path = self.directory / name
+            self._write(path, arch, kernel_num, reduction, num_classes, seed, calibration_size)
             self.cache[key] = path
         self.cache.move_to_end(key)
         self._evict_beyond_budget()
         return self.cache[key]
+
+    @staticmethod
+    def _write(path: Path, arch: str, kernel_num: int, reduction: float, num_classes: int, seed: int,
+               calibration_size: int | None) -> None:
+        kwargs = {"num_classes": num_classes}
+        if arch.startswith("od_"):
+            kwargs |= {"kernel_num": kernel_num, "reduction": reduction}
+        calibration = {} if calibration_size is None else {"calibration_batches": ((8, calibration_size),)}
+        with torch.no_grad():
+            model = randomize_(create_model(arch, **kwargs), seed=seed, **calibration)
+        save_official_checkpoint(model, path)
 
     def _evict_beyond_budget(self) -> None:
         """Delete the least recently used checkpoints until the rest fit, never the one just asked for
@@ -55,6 +80,20 @@ class CheckpointFactory:
         while len(self.cache) > 1 and sum(path.stat().st_size for path in self.cache.values()) > self.budget_bytes:
             _, path = self.cache.popitem(last=False)
             path.unlink()
+
+
+def _shared_checkpoints(base: Path) -> Path:
+    """The run's shared checkpoint directory: beside the workers' own base directories under xdist."""
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-checkpoints"
+
+
+def pytest_sessionfinish(session):
+    """The run (xdist's controller, or the lone process) deletes the shared checkpoints whatever the
+    outcome: a failed run keeps its base directory, and they would stay in it."""
+    if not hasattr(session.config, "workerinput"):
+        factory = getattr(session.config, "_tmp_path_factory", None)
+        if factory is not None and factory._basetemp is not None:
+            shutil.rmtree(factory._basetemp / "shared-checkpoints", ignore_errors=True)
 
 
 @pytest.fixture
@@ -102,9 +141,12 @@ def tiny_onnxruntime_artifact(tmp_path_factory, tiny_model) -> Path:
 
 @pytest.fixture(scope="session")
 def official_checkpoint(tmp_path_factory):
-    """A CheckpointFactory whose files are deleted when the session ends, whatever its outcome."""
+    """A CheckpointFactory whose files are deleted when the session ends, whatever its outcome (the shared
+    ones when the run ends: pytest_sessionfinish)."""
     directory = tmp_path_factory.mktemp("checkpoints")
-    yield CheckpointFactory(directory)
+    shared = _shared_checkpoints(tmp_path_factory.getbasetemp())
+    shared.mkdir(exist_ok=True)
+    yield CheckpointFactory(directory, shared)
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -70,6 +70,21 @@ def test_attentions_are_spread_and_depend_on_the_input():
 def test_needs_a_batch_to_calibrate():
     with pytest.raises(ValueError, match="batch"):
         randomize_(ODConv2d(4, 4, 3, padding=1), seed=0, example_input=torch.randn(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="batches of at least 2"):
+        randomize_(ODConv2d(4, 4, 3, padding=1), seed=0, calibration_batches=((1, 8),))
+
+
+def test_calibrated_at_one_size_the_model_is_sane_at_that_size():
+    """The quicker calibration the zoo sweep's checkpoints take: one batch at the size they convert at."""
+    model = randomize_(create_model("od_resnet18", kernel_num=1), seed=0, calibration_batches=((8, 64),)).eval()
+    other = randomize_(create_model("od_resnet18", kernel_num=1), seed=0, calibration_batches=((8, 32),))
+    assert not torch.equal(model.bn1.running_var, other.bn1.running_var)  # the sizes asked for were used
+    x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(x)
+    assert torch.isfinite(logits).all()
+    assert 0.1 < logits.std() < 100
+    assert len(set(logits.argmax(dim=1).tolist())) >= 3
 
 
 @pytest.mark.slow
