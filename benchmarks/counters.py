@@ -25,7 +25,8 @@ import torch
 
 from odexport.api import convert_file
 from odexport.checkpoint import save_official_checkpoint
-from odexport.models import create_model, get_arch, randomize_
+from odexport.models import ODConv2d, create_model, get_arch, randomize_
+from odexport.odconv import describe_official
 from odexport.pipeline.options import convert_options
 from odexport.profiling.profile import profile
 
@@ -75,6 +76,29 @@ def split(odconv: dict, twin: dict) -> dict:
     }
 
 
+def linear_mean_layers(arch: str, kernel_num: int) -> set[str]:
+    """The ODConv layers whose input mean is a linear function of means taken before it
+    (benchmarks/floor.py's input_mean_is_linear), by module path."""
+    from floor import input_mean_is_linear  # beside this script
+
+    model = create_model(arch, kernel_num=kernel_num)
+    return {path for path, module in model.named_modules()
+            if isinstance(module, ODConv2d) and input_mean_is_linear(describe_official(module))}
+
+
+def linear_mean_branches(odconv: dict, paths: set[str]) -> str:
+    """A sentence: what the attention branches of ``paths`` cost, the most an exact rewrite of their input
+    means could save (each mean is one node of its branch)."""
+    if not paths:
+        return ""
+    ms = sum(layer["ms"] for layer in odconv["layers"]
+             if layer["category"] == "odconv attention" and layer["module"] in paths)
+    return (f"The attention branches of the {len(paths)} layers whose input mean is a linear function of means "
+            f"taken before it (benchmarks/floor.py, `input_mean_is_linear`): {ms:.2f} ms in all, of "
+            f"{odconv['total_ms']:.2f} ms. An exact rewrite of those means removes one node of each branch and "
+            f"adds its own, so it saves less than that.")
+
+
 def markdown(context: dict, odconv: dict, twin: dict) -> str:
     lines = [f"# Where {context['runtime']} spends the time of the default {context['model']}: per-node counters", "",
              f"Command: `{context['command']}` ({context['started']}).", "",
@@ -89,6 +113,9 @@ def markdown(context: dict, odconv: dict, twin: dict) -> str:
               "| layer | ms | nodes | kernels |", "|---|---:|---:|---|"]
     lines += [f"| {layer['module']} | {layer['ms']:.3f} | {layer['nodes']} | {' '.join(layer['exec_types'])} |"
               for layer in odconv["layers"] if layer["category"] == "odconv convolution"][:12]
+    sentence = linear_mean_branches(odconv, set(context.get("linear_mean_layers", [])))
+    if sentence:
+        lines += ["", sentence]
     return "\n".join(lines) + "\n"
 
 
@@ -102,7 +129,8 @@ def main() -> None:
     model = f"{args.arch} {args.kernel_num}x"
     output = args.output or RESULTS / f"counters-{args.arch}-{args.kernel_num}x-{args.runtime}"
     context = {"command": "python benchmarks/counters.py " + shlex.join(sys.argv[1:]), "model": model,
-               "runtime": args.runtime, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+               "runtime": args.runtime, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "linear_mean_layers": sorted(linear_mean_layers(args.arch, args.kernel_num))}
     with tempfile.TemporaryDirectory(prefix="odexport-counters-") as work:
         work = Path(work)
         odconv = layers(default_artifact(args.arch, args.kernel_num, args.runtime, work), args.runtime)
