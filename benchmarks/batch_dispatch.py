@@ -19,10 +19,8 @@ import argparse
 import copy
 import json
 import os
-import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +28,13 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from default import TWIN, conditions, load, measure_probed  # benchmarks/default.py, beside this script
+from default import TWIN, conditions, load, measure_probed, run_context  # benchmarks/default.py, beside this script
 from odexport.backends import get_target
 from odexport.console import SilentReporter
 from odexport.conversion import convert_model
 from odexport.models import create_model, get_arch, randomize_
 from odexport.pipeline.options import convert_options
 from odexport.pipeline.stages import Job, choose_lowerings, export, prepare, read_input, rewrite
-from odexport.profiling.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = (224, 224)
@@ -114,8 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    context = machine() | {"command": "python benchmarks/batch_dispatch.py " + shlex.join(sys.argv[1:]),
-                           "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    context = run_context()
     groups = []
     for arch in args.archs:
         with torch.no_grad():

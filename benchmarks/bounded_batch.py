@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +28,9 @@ import onnx
 import torch
 
 from batch_dispatch import auto_onnx  # beside this script
-from default import TWIN, conditions, load, measure_probed
+from default import TWIN, conditions, load, measure_probed, run_context
 from odexport.conversion import convert_model
 from odexport.models import create_model, get_arch, randomize_
-from odexport.profiling.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = (224, 224)
@@ -104,8 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    context = machine() | {"command": "python benchmarks/bounded_batch.py " + shlex.join(sys.argv[1:]),
-                           "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "bound": args.bound}
+    context = run_context() | {"bound": args.bound}
     groups = []
     for arch in args.archs:
         with torch.no_grad():

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from default import run_context  # beside this script
 from odexport.api import convert_file
 from odexport.checkpoint import save_official_checkpoint
 from odexport.models import ODConv2d, create_model, get_arch, randomize_
@@ -128,9 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     model = f"{args.arch} {args.kernel_num}x"
     output = args.output or RESULTS / f"counters-{args.arch}-{args.kernel_num}x-{args.runtime}"
-    context = {"command": "python benchmarks/counters.py " + shlex.join(sys.argv[1:]), "model": model,
-               "runtime": args.runtime, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "linear_mean_layers": sorted(linear_mean_layers(args.arch, args.kernel_num))}
+    context = run_context() | {"model": model, "runtime": args.runtime,
+                               "linear_mean_layers": sorted(linear_mean_layers(args.arch, args.kernel_num))}
     with tempfile.TemporaryDirectory(prefix="odexport-counters-") as work:
         work = Path(work)
         odconv = layers(default_artifact(args.arch, args.kernel_num, args.runtime, work), args.runtime)

@@ -159,6 +159,13 @@ def measure_probed(loaded: list[Loaded], rounds: int, seconds: float, batch8: bo
     return {"handoff_ns": [before, after], "load": [round(load_before, 2), round(load_after, 2)], "results": results}
 
 
+def run_context() -> dict:
+    """machine() with the command that ran this benchmark script and when it started: what every result
+    file records."""
+    return machine() | {"command": f"python benchmarks/{Path(sys.argv[0]).name} " + shlex.join(sys.argv[1:]),
+                        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def conditions(group: dict) -> str:
     """The table cells "load | CPUs" of a measured group."""
     return (f"{group['load'][0]} / {group['load'][1]} | {ns(group['handoff_ns'][0])} / "
@@ -178,8 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    context = machine() | {"command": "python benchmarks/default.py " + shlex.join(sys.argv[1:]),
-                           "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    context = run_context()
     groups = []
     for arch in args.archs:
         for kernel_num in args.kernel_nums:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -37,6 +35,7 @@ from odexport.profiling import Budget
 from odexport.profiling.comparison import STATIC, CompareReport, compare_models
 from odexport.profiling.machine import machine
 from default import TARGETS as ISSUE_17_TARGETS
+from default import run_context
 from placement import PlacementLog
 from sweep import RESULTS, TARGETS, build, configuration
 
@@ -77,10 +76,7 @@ def input_mean_is_linear(spec: ODConvSpec) -> bool:
 class AttentionFloorLinearMeans(AttentionFloor):
     """The attention floor with no attention branch at all on the layers input_mean_is_linear holds for: a
     lower bound on the floor with their input means computed from earlier means (which still runs their
-    fully connected layers, and a few tiny nodes in place of each mean). Its outputs are not ODConv's.
-
-    Reading the mean off one pixel instead was no bound: in OpenVINO the slice of a blocked-layout tensor
-    added a layout reorder per layer, and that variant measured slower than the floor itself."""
+    fully connected layers, and a few tiny nodes in place of each mean). Its outputs are not ODConv's."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not input_mean_is_linear(self.spec):
@@ -155,8 +151,7 @@ def main() -> None:
         register_lowering(LINEAR_MEANS, "benchmark only: the attention floor, no branch where the input mean is linear",
                           dynamic_batch=False, constant_weights=True)(AttentionFloorLinearMeans)
         floors.append(LINEAR_MEANS)
-    context = machine() | {"threads": args.threads, "imgsz": args.imgsz,
-                           "command": "python benchmarks/floor.py " + shlex.join(sys.argv[1:])}
+    context = run_context() | {"threads": args.threads, "imgsz": args.imgsz}
     context["load_start"] = context.pop("load_average")
     reports = []
     placements = PlacementLog()

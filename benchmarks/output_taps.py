@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import sys
 import tempfile
@@ -35,11 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from default import run_context  # beside this script
 from odexport.export import export_onnx
 from odexport.lowering import get_lowering
 from odexport.models import ODConv2d, create_model, randomize_
 from odexport.odconv import AttentionBranch, ODConvSpec, apply_output_affine, describe_official, scale_channels
-from odexport.profiling.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 STATIC, OUTPUT_TAPS = "static conv", "output-side taps"
@@ -148,8 +147,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "output-taps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    context = machine() | {"command": "python benchmarks/output_taps.py " + shlex.join(sys.argv[1:]),
-                           "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    context = run_context()
     rows = []
     with tempfile.TemporaryDirectory(prefix="odexport-output-taps-") as work:
         for path, spec, shape in layer_specs(args.arch, args.imgsz):
