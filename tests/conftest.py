@@ -82,9 +82,13 @@ class CheckpointFactory:
             path.unlink()
 
 
-def _shared_checkpoints(base: Path) -> Path:
-    """The run's shared checkpoint directory: beside the workers' own base directories under xdist."""
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-checkpoints"
+SHARED_CHECKPOINTS = "shared-checkpoints"
+
+
+def _run_directory(base: Path) -> Path:
+    """What the whole run shares: under xdist the parent of this worker's base directory (the controller's
+    base directory), else the base directory itself."""
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 def pytest_sessionfinish(session):
@@ -93,7 +97,7 @@ def pytest_sessionfinish(session):
     if not hasattr(session.config, "workerinput"):
         factory = getattr(session.config, "_tmp_path_factory", None)
         if factory is not None and factory._basetemp is not None:
-            shutil.rmtree(factory._basetemp / "shared-checkpoints", ignore_errors=True)
+            shutil.rmtree(factory._basetemp / SHARED_CHECKPOINTS, ignore_errors=True)
 
 
 @pytest.fixture
@@ -144,7 +148,7 @@ def official_checkpoint(tmp_path_factory):
     """A CheckpointFactory whose files are deleted when the session ends, whatever its outcome (the shared
     ones when the run ends: pytest_sessionfinish)."""
     directory = tmp_path_factory.mktemp("checkpoints")
-    shared = _shared_checkpoints(tmp_path_factory.getbasetemp())
+    shared = _run_directory(tmp_path_factory.getbasetemp()) / SHARED_CHECKPOINTS
     shared.mkdir(exist_ok=True)
     yield CheckpointFactory(directory, shared)
     shutil.rmtree(directory, ignore_errors=True)
@@ -162,11 +166,8 @@ def _timing_cache_in_a_temporary_directory(tmp_path_factory):
     cache serves the whole run, every xdist worker included (each worker's base directory sits in the
     run's): `auto` is convert's default, so most conversions time their layers, and each layer shape
     is then timed once per run, for TUNING_SECONDS."""
-    import os
-
     previous = {name: os.environ.get(name) for name in ("ODEXPORT_CACHE_DIR", "ODEXPORT_TUNING_SECONDS")}
-    base = tmp_path_factory.getbasetemp()
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "odexport-cache"
+    shared = _run_directory(tmp_path_factory.getbasetemp()) / "odexport-cache"
     shared.mkdir(exist_ok=True)
     os.environ["ODEXPORT_CACHE_DIR"] = str(shared)
     os.environ["ODEXPORT_TUNING_SECONDS"] = TUNING_SECONDS

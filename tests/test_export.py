@@ -106,9 +106,9 @@ def test_pointwise_single_kernel_layer_is_a_plain_conv_between_two_scalings(tmp_
 
 
 # One model per block type (basic, bottleneck, inverted residual), each with the kernel attention: a
-# lowering sees the same layer shapes in the deeper variants, which tests/cli converts once each. The
+# lowering sees the same layer shapes in the deeper variants (tests/cli converts the deepest, od_resnet101). The
 # bottleneck one is od_resnet50 with one block per stage (every layer shape of od_resnet50, a third of its
-# layers): the full model took 22-32 s per lowering even at 2 kernels.
+# layers): the full model took 22-32 s per lowering even at 2 kernels (`bash scripts/test.sh --durations=30`).
 ZOO_BLOCK_TYPES = ["od_resnet18", "od_resnet50 one block per stage", "od_mobilenetv2_050"]
 
 

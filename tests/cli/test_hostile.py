@@ -72,8 +72,8 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, checkpoint) -> Path:
     out = tmp_path_factory.mktemp("hostile-artifact") / "model_onnx"
-    # decomposed: what verify is given here matters, not how its layers were lowered (auto's timing of
-    # od_mobilenetv2_050's layers at 32x32 took most of the 19-25 s this fixture took).
+    # decomposed: what verify is given here matters, not how its layers were lowered; with auto, which
+    # times od_mobilenetv2_050's layers first, this fixture took 19-25 s (`bash scripts/test.sh --durations=30`).
     result = run_cli("convert", checkpoint, "--target", "onnx", "--imgsz", "32", "-o", out, "--no-verify",
                      "--lowering", "decomposed")
     assert result.exit_code == 0, result.stderr
