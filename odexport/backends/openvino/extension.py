@@ -34,7 +34,7 @@ def _convert_odconv2d(node) -> list:
     kernel_bias = node.get_input(7) if node.get_input_size() > 7 else None
     n, out_channels, c_in_g, k, _ = (dim.get_length() for dim in weight.get_partial_shape())
     groups, taps = node.get_attribute("group"), k * k
-    channel_logits, filter_logits, spatial_logits, kernel_logits = _attention_logits(node, x)
+    channel_logits, filter_logits, spatial_logits, kernel_logits = attention_logits(node, x)
 
     scaled = x if channel_logits is None else ops.multiply(x, _unsqueeze(ops.sigmoid(channel_logits), [2, 3]))
     batch = _dims(x, 0, 1)
@@ -44,7 +44,7 @@ def _convert_odconv2d(node) -> list:
     columns = ops.reshape(columns, group_shape, special_zero=False)  # [B, g, C/g*k*k, Ho*Wo]
 
     flat_weight = ops.reshape(weight, np.array([n, -1], dtype=np.int64), special_zero=False)
-    kernel = _kernel_attention(node, kernel_logits)  # [B, n], or None
+    kernel = kernel_attention(node, kernel_logits)  # [B, n], or None
     if kernel is None:
         kernels = flat_weight  # [1, O*C/g*k*k], broadcast over the batch by the MatMul below
     else:
@@ -67,7 +67,7 @@ def _convert_odconv2d(node) -> list:
     return [y.output(0)]
 
 
-def _attention_logits(node, x) -> tuple:
+def attention_logits(node, x) -> tuple:
     """The attention branch on x [B, C, H, W]: (channel, filter, spatial, kernel) logits, None for an
     attention the layer does not have (its head size is 0)."""
     fc_weight, fc_bias, head_weight, head_bias = (node.get_input(i) for i in range(2, 6))
@@ -91,7 +91,7 @@ def _columns(node, scaled, k: int):
     return ops.convolution(planes, one_hot, strides, pads[:2], pads[2:], dilations)
 
 
-def _kernel_attention(node, kernel_logits):
+def kernel_attention(node, kernel_logits):
     """[B, n] weights of the n kernels, or None without a kernel attention."""
     if kernel_logits is None:
         return None
