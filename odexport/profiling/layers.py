@@ -12,7 +12,7 @@ module of the node feeding it when the runtime tells us that, else counted as un
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..backends.base import NodeTime
 
@@ -32,13 +32,16 @@ class LayerTime:
     """Time of one PyTorch module (for an ODConv layer: of its attention, or of its convolution).
 
     module: the module path ("layer1.0.conv1"), or UNATTRIBUTED; nodes: how many runtime nodes;
-    exec_types: the kernels that ran them (OpenVINO's exec_type, ONNX Runtime's op types)."""
+    exec_types: the kernels that ran them (OpenVINO's exec_type, ONNX Runtime's op types); op_ms: ms by
+    what the nodes are ({"Convolution": 0.9, "Concat": 0.2}): OpenVINO's kernel names do not say it
+    ("jit_avx2_I8"), and a layer's time splits by it."""
 
     module: str
     category: str
     ms: float
     nodes: int
     exec_types: tuple[str, ...]
+    op_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def breakdown(runtime: str, runs: int, nodes: list[NodeTime], places: dict[str, 
     times: dict[tuple[str, str], float] = defaultdict(float)
     counts: dict[tuple[str, str], int] = defaultdict(int)
     kernels: dict[tuple[str, str], set[str]] = defaultdict(set)
+    op_ms: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     # Longest paths first, so that a layer nested in another ODConv path is not claimed by its parent.
     layers = sorted(odconv_layers, key=len, reverse=True)
     for node in nodes:
@@ -113,11 +117,12 @@ def breakdown(runtime: str, runs: int, nodes: list[NodeTime], places: dict[str, 
         times[key] += node.ms
         counts[key] += 1
         kernels[key].add(node.exec_type)
+        op_ms[key][node.op] += node.ms
     by_category = {category: 0.0 for category in CATEGORIES}
     for (_, category), ms in times.items():
         by_category[category] += ms
-    rows = sorted((LayerTime(module, category, ms, counts[(module, category)], tuple(sorted(kernels[(module, category)])))
-                   for (module, category), ms in times.items()), key=lambda row: -row.ms)
+    rows = sorted((LayerTime(*key, ms, counts[key], tuple(sorted(kernels[key])), dict(sorted(op_ms[key].items())))
+                   for key, ms in times.items()), key=lambda row: -row.ms)
     reference = tuple(node for node in nodes if node.exec_type.startswith("ref"))
     return LayerBreakdown(runtime, runs, sum(by_category.values()), by_category, tuple(rows), reference)
 

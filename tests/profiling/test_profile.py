@@ -62,6 +62,10 @@ def test_layer_time_is_attributed_to_each_odconv_layer_in_both_runtimes(onnx_rep
         assert abs(sum(row.ms for row in layers.layers) - layers.total_ms) < 1e-9
         # The stem's plain convolution is outside ODConv (ONNX Runtime names it after the Relu fused into it).
         assert {"stem.0", "stem.2"} & {row.module for row in layers.layers if row.category == "other"}
+        # Every ODConv layer convolves, and its record says so by node type in both runtimes.
+        convolutions = [row for row in layers.layers if row.category == CONVOLUTION]
+        assert all(any("Conv" in op for op in row.op_ms) for row in convolutions), (run.key, convolutions)
+        assert all(abs(sum(row.op_ms.values()) - row.ms) < 1e-9 for row in layers.layers)
 
 
 def test_openvino_names_its_reference_kernels(onnx_report):

@@ -70,3 +70,7 @@ def test_breakdown_sums_and_flags_reference_kernels():
     assert result.total_ms == sum(node.ms for node in nodes)
     assert [(row.module, row.category) for row in result.layers][:2] == [("conv1", CONVOLUTION), ("fc", OTHER)]
     assert [node.name for node in result.reference_kernels] == ["Slice_0"]
+    # What each module's nodes are, beside the kernels that ran them: "ref_f32" does not say "Slice".
+    by_module = {(row.module, row.category): row for row in result.layers}
+    assert by_module[("conv1", CONVOLUTION)].op_ms == {"Convolution": 3.0, "Slice": 0.5}
+    assert by_module[("conv1", CONVOLUTION)].exec_types == ("brgconv_avx512_f32", "ref_f32")
