@@ -1,13 +1,15 @@
 """Where a runtime spends the time of the default artifact, against the static twin: per-node counters.
 
     .venv/bin/python benchmarks/counters.py --arch od_resnet18 --kernel-num 1 --runtime onnxruntime
+    .venv/bin/python benchmarks/counters.py --arch od_resnet18 --runtime openvino --precision int8
 
 Saves seeded official-format checkpoints of the model and of its static twin (1000 classes), converts each
-with plain `convert --target <runtime>` (the default artifact), and profiles both with `profile --layers`
-(2 threads, batch 1, 224x224; ONNX Runtime's profiler or OpenVINO's performance counters). The twin has
+with plain `convert --target <runtime>` (the default artifact; `--precision int8` adds that and
+`--calibration synthetic`), and profiles both with `profile --layers` (2 threads, batch 1, 224x224; ONNX
+Runtime's profiler or OpenVINO's performance counters). The twin has
 the same modules outside the ODConv layers, so what the twin spends outside those modules is what its
 plain convolutions cost in the ODConv layers' place. Writes
-benchmarks/results/counters-<arch>-<k>x-<runtime>.{json,md}, with the command. The two profiles run one
+benchmarks/results/counters-<arch>-<k>x-<runtime>[-int8].{json,md}, with the command. The two profiles run one
 after the other, not interleaved: the split is what this is for, not the ratio.
 """
 
@@ -32,13 +34,17 @@ RESULTS = Path(__file__).parent / "results"
 UNATTRIBUTED = "(unattributed)"  # nodes profile could not tie to a module: layout reorders, mostly
 
 
-def default_artifact(arch: str, kernel_num: int | None, runtime: str, work: Path) -> Path:
+def default_artifact(arch: str, kernel_num: int | None, runtime: str, work: Path, precision: str = "fp32") -> Path:
     kwargs = {"num_classes": 1000} | ({"kernel_num": kernel_num} if kernel_num else {})
     with torch.no_grad():
         model = randomize_(create_model(arch, **kwargs), seed=0)
     checkpoint = work / f"{arch}.pth.tar"
     save_official_checkpoint(model, checkpoint)
-    return convert_file(checkpoint, convert_options(target=runtime, output=work / f"{arch}_{runtime}")).output_dir
+    # int8 is calibrated on synthetic images, as benchmarks/sweep.py's int8 rows are: only where time goes is read.
+    calibration = "synthetic" if precision == "int8" else None
+    options = convert_options(target=runtime, precision=precision, calibration=calibration,
+                              output=work / f"{arch}_{runtime}")
+    return convert_file(checkpoint, options).output_dir
 
 
 def layers(artifact: Path, runtime: str) -> dict:
@@ -47,7 +53,7 @@ def layers(artifact: Path, runtime: str) -> dict:
 
 
 def _convolves(layer: dict) -> bool:
-    return any("conv" in kind.lower() for kind in layer["exec_types"])
+    return any("conv" in kind.lower() for kind in (*layer["exec_types"], *layer.get("op_ms", {})))
 
 
 def split(odconv: dict, twin: dict) -> dict:
@@ -98,15 +104,25 @@ def linear_mean_branches(odconv: dict, paths: set[str]) -> str:
 
 
 def markdown(context: dict, odconv: dict, twin: dict) -> str:
-    lines = [f"# Where {context['runtime']} spends the time of the default {context['model']}: per-node counters", "",
+    precision = context.get("precision", "fp32")
+    lines = [f"# Where {context['runtime']} spends the time of the default {context['model']}"
+             + ("" if precision == "fp32" else f" at {precision}") + ": per-node counters", "",
              f"Command: `{context['command']}` ({context['started']}).", "",
-             f"2 threads, batch 1, 224x224, f32; mean of {odconv['runs']} profiled runs each. Median latency: "
+             f"2 threads, batch 1, 224x224, {'f32' if precision == 'fp32' else precision}; mean of {odconv['runs']} profiled runs each. Median latency: "
              f"ODConv {odconv['median_ms']:.2f} ms, static twin {twin['median_ms']:.2f} ms "
              f"({odconv['median_ms'] / twin['median_ms']:.2f}x; not interleaved, see benchmarks/default.py for "
              "ratios).", "",
              "| where | ODConv default (ms) | static twin (ms) | difference (ms) |", "|---|---:|---:|---:|"]
     for name, (ours, theirs) in split(odconv, twin).items():
         lines.append(f"| {name} | {ours:.2f} | {theirs:.2f} | {ours - theirs:+.2f} |")
+    by_type: dict[str, float] = {}
+    for layer in odconv["layers"]:
+        if layer["category"] == "odconv convolution":
+            for op, ms in layer.get("op_ms", {}).items():
+                by_type[op] = by_type.get(op, 0.0) + ms
+    lines += ["", "The ODConv layers' convolutions by node type, all layers together:", "",
+              "| node type | ms |", "|---|---:|"]
+    lines += [f"| {op} | {ms:.2f} |" for op, ms in sorted(by_type.items(), key=lambda item: -item[1])]
     lines += ["", "The ODConv layers' convolutions, slowest first (kernels: the runtime's node types):", "",
               "| layer | ms | nodes | kernels |", "|---|---:|---:|---|"]
     lines += [f"| {layer['module']} | {layer['ms']:.3f} | {layer['nodes']} | {' '.join(layer['exec_types'])} |"
@@ -122,16 +138,19 @@ def main() -> None:
     parser.add_argument("--arch", default="od_resnet18")
     parser.add_argument("--kernel-num", type=int, default=1)
     parser.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "openvino"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     model = f"{args.arch} {args.kernel_num}x"
-    output = args.output or RESULTS / f"counters-{args.arch}-{args.kernel_num}x-{args.runtime}"
-    context = run_context() | {"model": model, "runtime": args.runtime,
+    suffix = "" if args.precision == "fp32" else f"-{args.precision}"
+    output = args.output or RESULTS / f"counters-{args.arch}-{args.kernel_num}x-{args.runtime}{suffix}"
+    context = run_context() | {"model": model, "runtime": args.runtime, "precision": args.precision,
                                "linear_mean_layers": sorted(linear_mean_layers(args.arch, args.kernel_num))}
     with tempfile.TemporaryDirectory(prefix="odexport-counters-") as work:
         work = Path(work)
-        odconv = layers(default_artifact(args.arch, args.kernel_num, args.runtime, work), args.runtime)
-        twin = layers(default_artifact(get_arch(args.arch).static_twin, None, args.runtime, work), args.runtime)
+        odconv = layers(default_artifact(args.arch, args.kernel_num, args.runtime, work, args.precision), args.runtime)
+        twin = layers(default_artifact(get_arch(args.arch).static_twin, None, args.runtime, work, args.precision),
+                      args.runtime)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps({"context": context, "odconv": odconv, "twin": twin}, indent=1) + "\n")
     output.with_suffix(".md").write_text(markdown(context, odconv, twin))
