@@ -49,6 +49,10 @@ VARIANTS: dict[str, dict | None] = {
     "decomposed-dynamic": {"lowering": "decomposed", "batch": "dynamic"},
     "auto-dynamic": {"lowering": "auto", "batch": "dynamic"},
     "auto-b1": {"lowering": "auto", "batch": 1},
+    # Every fixed-batch artifact odexport can make, for issue 17 item 1 (the default within 1.05x of the best).
+    "decomposed-b1": {"lowering": "decomposed", "batch": 1},
+    "dynamic-weight-b1": {"lowering": "dynamic-weight", "batch": 1},
+    "folded-weight-b1": {"lowering": "folded-weight", "batch": 1},
     "taps-dynamic": {"lowering": "depthwise-taps", "batch": "dynamic"},
     # The static twin itself at a dynamic batch: what a dynamic batch costs a model without ODConv.
     "twin-dynamic": {"batch": "dynamic"},
