@@ -56,6 +56,10 @@ VARIANTS: dict[str, dict | None] = {
     "taps-dynamic": {"lowering": "depthwise-taps", "batch": "dynamic"},
     # The static twin itself at a dynamic batch: what a dynamic batch costs a model without ODConv.
     "twin-dynamic": {"batch": "dynamic"},
+    # int8 (OpenVINO), calibrated on synthetic images as the sweep's int8 rows are: the default's speed-up
+    # over its fp32 beside the twin's own, in the same rounds (issue 17 item 4).
+    "default-int8": {"precision": "int8", "calibration": "synthetic"},
+    "twin-int8": {"precision": "int8", "calibration": "synthetic"},
 }
 TWIN, NAIVE = "static twin", "naive export"
 # Issue 17's targets for the default artifact at batch 1 (ratio to the static twin), f32 only: this CPU
@@ -243,9 +247,11 @@ def markdown_group(group: dict) -> str:
         if name == TWIN:
             continue
         b8 = result["b8_per_image"]
-        rows.append(f"| {group['arch']} {group['kernel_num']}x | {group['runtime']} f32 | {name} | "
+        precision = (VARIANTS.get(name) or {}).get("precision", "f32")
+        shown = target if precision == "f32" else None  # the targets are for f32; ratios are to the f32 twin
+        rows.append(f"| {group['arch']} {group['kernel_num']}x | {group['runtime']} {precision} | {name} | "
                     f"{'dynamic' if group['dynamic'][name] else '1'} | {result['ratio']:.2f}x | "
-                    f"{'' if b8 is None else f'{b8:.2f}'} | {'' if target is None else f'<= {target}x'} | "
+                    f"{'' if b8 is None else f'{b8:.2f}'} | {'' if shown is None else f'<= {shown}x'} | "
                     f"{conditions(group)} |")
     return "\n".join(rows)
 
@@ -257,8 +263,8 @@ def markdown(context: dict, groups: list[dict]) -> str:
             f"{THREADS} threads, batch 1, {SIZE[0]}x{SIZE[1]}; load average {context['load_average']} at the start, "
             f"{context['load_end']} at the end; "
             + ", ".join(f"{k} {v}" for k, v in context["versions"].items() if v) + ". "
-            "f32 only: this CPU has AVX2 and no bf16 arithmetic, so a bf16 hint computes in f32 here.", "",
-            "*ratio*: median over rounds of (file's median ms / static twin's median ms in the same round). "
+            "No bf16: this CPU has AVX2 and no bf16 arithmetic, so a bf16 hint computes in f32 here.", "",
+            "*ratio*: median over rounds of (file's median ms / f32 static twin's median ms in the same round). "
             "*b8/b1*: a dynamic-batch file's per-image time at batch 8 over its batch-1 time. *CPUs*: the "
             "one-byte round trip between the two CPUs before / after the group (about 400 ns together, "
             "770 ns apart).", "",
