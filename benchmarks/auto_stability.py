@@ -8,7 +8,9 @@ change from one conversion to the next. This converts the model --conversions ti
 (each in its own empty ODEXPORT_CACHE_DIR), counts the layers whose lowering differs between the files
 (from their manifests), and times the files in alternating rounds beside the static twin and the naive
 `torch.onnx.export` (benchmarks/default.py's measure_probed: each file loaded as a user loads it, 2
-threads, batch 1, 224x224).
+threads, batch 1, 224x224). The same files are timed in --groups separate groups, one after the other:
+how much a file's ratio moves between groups is the measurement's own spread, which a difference between
+files has to exceed before it means anything.
 
 Results: benchmarks/results/auto-stability-<arch>-<k>x-<runtime>.{json,md}, with the command.
 """
@@ -52,16 +54,18 @@ def layer_choices(model_file: Path) -> dict[str, str]:
     return {layer["path"]: layer["lowering"] for layer in manifest["odconv_layers"]}
 
 
-def markdown(context: dict, group: dict, choices: list[dict[str, str]]) -> str:
+def markdown(context: dict, groups: list[dict], choices: list[dict[str, str]]) -> str:
     differing = [path for path in choices[0] if len({run[path] for run in choices}) > 1]
-    rows = group["results"]
     lines = [f"# How much the default varies between conversions: {context['model']} in {context['runtime']}", "",
              f"    {context['command']}", "",
              f"{context['started']}; {context['cpu']}, {context['logical_cores']} logical cores, {THREADS} threads, "
              f"batch 1, 224x224, f32. {len(choices)} conversions, each with an empty timing cache. Ratio: median of "
-             f"per-round ratios to the static twin; load and CPU hand-off before / after: {conditions(group)}.", "",
-             "| file | ratio to twin | ms |", "|---|---:|---:|"]
-    lines += [f"| {name} | {result['ratio']:.2f}x | {result['ms']:.2f} |" for name, result in rows.items()]
+             f"per-round ratios to the static twin, in each of {len(groups)} groups timed one after the other.", "",
+             "| file | " + " | ".join(f"group {i + 1}" for i in range(len(groups))) + " |",
+             "|---|" + "---:|" * len(groups)]
+    lines += [f"| {name} | " + " | ".join(f"{group['results'][name]['ratio']:.2f}x" for group in groups) + " |"
+              for name in groups[0]["results"]]
+    lines += ["| load, CPU hand-off | " + " | ".join(conditions(group).replace(" | ", ", ") for group in groups) + " |"]
     lines += ["", f"Layers whose lowering differs between the conversions: {len(differing)} of {len(choices[0])}.", ""]
     if differing:
         lines += ["| layer | " + " | ".join(f"conversion {i + 1}" for i in range(len(choices))) + " |",
@@ -76,6 +80,7 @@ def main() -> None:
     parser.add_argument("--kernel-num", type=int, default=1)
     parser.add_argument("--runtime", default="openvino", choices=["openvino", "onnxruntime"])
     parser.add_argument("--conversions", type=int, default=3)
+    parser.add_argument("--groups", type=int, default=2, help="time the same files this many times over")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--round-seconds", type=float, default=0.3)
     parser.add_argument("--attempts", type=int, default=3,
@@ -101,10 +106,13 @@ def main() -> None:
             paths[f"default, conversion {index}"] = convert_fresh(model, args.runtime, work / f"default-{index}")
             choices.append(layer_choices(paths[f"default, conversion {index}"]))
         loaded = [load(name, path, args.runtime) for name, path in paths.items()]
-        group = measure_probed(loaded, args.rounds, args.round_seconds, False, PlacementLog(), args.attempts)
+        placements = PlacementLog()
+        groups = [measure_probed(loaded, args.rounds, args.round_seconds, False, placements, args.attempts)
+                  for _ in range(args.groups)]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps({"context": context, "choices": choices, **group}, indent=1) + "\n")
-    output.with_suffix(".md").write_text(markdown(context, group, choices))
+    output.with_suffix(".json").write_text(json.dumps({"context": context, "choices": choices, "groups": groups},
+                                                      indent=1) + "\n")
+    output.with_suffix(".md").write_text(markdown(context, groups, choices))
     print(output.with_suffix(".md").read_text())
 
 
