@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from default import NAIVE, SIZE, THREADS, TWIN, conditions, load, measure_probed, run_context  # beside this script
+from default import (NAIVE, SIZE, THREADS, TWIN, conditions, load, measure_probed,  # beside this script
+                     model_and_twin, run_context, save_results, write_twin)
 from placement import PlacementLog
 from odexport.conversion import convert_model
-from odexport.models import create_model, get_arch, randomize_
 from odexport.profiling.comparison import naive_export
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,14 +92,10 @@ def main() -> None:
     model_name = f"{args.arch} {args.kernel_num}x"
     output = args.output or RESULTS / f"auto-stability-{args.arch}-{args.kernel_num}x-{args.runtime}"
     context = run_context() | {"model": model_name, "runtime": args.runtime}
-    with torch.no_grad():
-        model = randomize_(create_model(args.arch, kernel_num=args.kernel_num), seed=0).eval()
-        twin = randomize_(create_model(get_arch(args.arch).static_twin), seed=0).eval()
+    model, twin = model_and_twin(args.arch, args.kernel_num)
     with tempfile.TemporaryDirectory(prefix="odexport-stability-") as work:
         work = Path(work)
-        paths = {TWIN: convert_model(twin, target=args.runtime, output=work / "twin", imgsz=SIZE, batch=1,
-                                     verify=False).model_file,
-                 NAIVE: naive_export(model, work / "naive", 1, SIZE)}
+        paths = {TWIN: write_twin(twin, args.runtime, work), NAIVE: naive_export(model, work / "naive", 1, SIZE)}
         choices = []
         for index in range(1, args.conversions + 1):
             log(f"conversion {index}")
@@ -109,11 +105,8 @@ def main() -> None:
         placements = PlacementLog()
         groups = [measure_probed(loaded, args.rounds, args.round_seconds, False, placements, args.attempts)
                   for _ in range(args.groups)]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps({"context": context, "choices": choices, "groups": groups},
-                                                      indent=1) + "\n")
-    output.with_suffix(".md").write_text(markdown(context, groups, choices))
-    print(output.with_suffix(".md").read_text())
+    print(save_results(output, context, {"choices": choices, "groups": groups},
+                       lambda context: markdown(context, groups, choices)))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -28,11 +26,10 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from default import TWIN, conditions, load, measure_probed, run_context  # benchmarks/default.py, beside this script
+from default import (TWIN, conditions, load, measure_probed, model_and_twin, run_context,  # beside this script
+                     save_results, write_twin)
 from odexport.backends import get_target
 from odexport.console import SilentReporter
-from odexport.conversion import convert_model
-from odexport.models import create_model, get_arch, randomize_
 from odexport.pipeline.options import convert_options
 from odexport.pipeline.stages import Job, choose_lowerings, export, prepare, read_input, rewrite
 
@@ -114,16 +111,13 @@ def main() -> None:
     context = run_context()
     groups = []
     for arch in args.archs:
-        with torch.no_grad():
-            model = randomize_(create_model(arch), seed=0).eval()
-            twin = randomize_(create_model(get_arch(arch).static_twin), seed=0).eval()
+        model, twin = model_and_twin(arch)
         for runtime in args.runtimes:
             log(f"{arch} {runtime}")
             with tempfile.TemporaryDirectory(prefix="odexport-dispatch-") as work:
                 work = Path(work)
                 batch1, dynamic = auto_onnx(model, runtime, 1, work), auto_onnx(model, runtime, "dynamic", work)
-                paths = {TWIN: convert_model(twin, target="onnx", output=work / "twin", imgsz=SIZE, batch=1,
-                                             verify=False).model_file}
+                paths = {TWIN: write_twin(twin, "onnx", work)}
                 for name, graph in ((B1, batch1), (DYNAMIC, dynamic), (DISPATCH, dispatch(batch1, dynamic))):
                     paths[name] = work / f"{len(paths)}.onnx"
                     onnx.save(graph, paths[name])
@@ -132,10 +126,7 @@ def main() -> None:
                 measured = measure_probed(loaded, args.rounds, args.round_seconds, batch8=True)
             groups.append({"arch": arch, "runtime": runtime, **measured})
             log(markdown_group(groups[-1]))
-    context["load_end"] = [round(value, 2) for value in os.getloadavg()]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps({"context": context, "groups": groups}, indent=1) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(context, groups))
+    save_results(args.output, context, {"groups": groups}, lambda context: markdown(context, groups))
 
 
 def check_dispatch(loaded: dict) -> None:

@@ -26,8 +26,6 @@ Results: benchmarks/results/batch-groups.{json,md}, with the command that made t
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -38,11 +36,11 @@ import torch
 
 from batch_dispatch import auto_onnx  # beside this script
 from bounded_batch import write_ir
-from default import THREADS, TWIN, Loaded, conditions, load, measure_probed, run_context
+from default import (THREADS, TWIN, Loaded, conditions, load, measure_probed, model_and_twin, run_context,
+                     save_results, write_twin)
 from placement import PlacementLog
 from odexport.backends.openvino.extension import attention_logits, kernel_attention
 from odexport.conversion import convert_model
-from odexport.models import create_model, get_arch, randomize_
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = (224, 224)
@@ -100,24 +98,15 @@ def batch_in_groups(node) -> list:
 
 def write_custom_op_irs(model: torch.nn.Module, work: Path) -> tuple[Path, Path]:
     """The custom-op ONNX at a dynamic batch as two f32 IRs: (batch in groups, odexport's own rule)."""
-    import openvino as ov
     from openvino.frontend.onnx import ConversionExtension
 
     from odexport.backends.openvino.extension import odconv_conversion_extension
     from odexport.lowering.custom_op import DOMAIN, OP_TYPE
 
-    written = convert_model(model, target="onnx", lowering="custom-op", batch="dynamic", output=work / "custom-op-onnx",
-                            imgsz=SIZE, verify=False)
-    paths = []
-    for name, rule in (("batch-in-groups", ConversionExtension(OP_TYPE, DOMAIN, batch_in_groups)),
-                       ("custom-op-ir", odconv_conversion_extension())):
-        directory = work / name
-        directory.mkdir(parents=True)
-        ov.save_model(ov.convert_model(str(written.model_file), extension=[rule]), directory / "model.xml",
-                      compress_to_fp16=False)
-        (directory / "manifest.json").write_text(json.dumps({"precision": "fp32"}))  # what default.load reads
-        paths.append(directory / "model.xml")
-    return paths[0], paths[1]
+    written = convert_model(model, target="onnx", lowering="custom-op", batch="dynamic",
+                            output=work / "custom-op-onnx", imgsz=SIZE, verify=False).model_file
+    return (write_ir(written, work / "batch-in-groups", None, [ConversionExtension(OP_TYPE, DOMAIN, batch_in_groups)]),
+            write_ir(written, work / "custom-op-ir", None, [odconv_conversion_extension()]))
 
 
 def compile_as_written(path: Path) -> str:
@@ -192,14 +181,11 @@ def main() -> None:
     context = run_context()
     groups, placements = [], PlacementLog()
     for arch in args.archs:
-        with torch.no_grad():
-            model = randomize_(create_model(arch), seed=0).eval()
-            twin = randomize_(create_model(get_arch(arch).static_twin), seed=0).eval()
+        model, twin = model_and_twin(arch)
         log(arch)
         with tempfile.TemporaryDirectory(prefix="odexport-batch-groups-") as work:
             work = Path(work)
-            paths = {TWIN: convert_model(twin, target="openvino", output=work / "twin", imgsz=SIZE, batch=1,
-                                         verify=False).model_file}
+            paths = {TWIN: write_twin(twin, "openvino", work)}
             onnx.save(auto_onnx(model, "openvino", 1, work), work / "auto-1.onnx")
             paths[AUTO_B1] = write_ir(work / "auto-1.onnx", work / "auto-1", None)
             in_groups, paths[MATMUL] = write_custom_op_irs(model, work)
@@ -211,11 +197,7 @@ def main() -> None:
             measured = measure_probed(loaded, args.rounds, args.round_seconds, True, placements, args.attempts)
             groups.append({"arch": arch, "as_written": compile_as_written(in_groups), "errors": errors, **measured})
         log(markdown_group(groups[-1]))
-    context["load_end"] = [round(value, 2) for value in os.getloadavg()]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps({"context": context, "groups": groups}, indent=1) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(context, groups))
-    print(markdown(context, groups))
+    print(save_results(args.output, context, {"groups": groups}, lambda context: markdown(context, groups)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -28,20 +27,19 @@ import onnx
 import torch
 
 from batch_dispatch import auto_onnx  # beside this script
-from default import TWIN, conditions, load, measure_probed, run_context
-from odexport.conversion import convert_model
-from odexport.models import create_model, get_arch, randomize_
+from default import TWIN, conditions, load, measure_probed, model_and_twin, run_context, save_results, write_twin
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = (224, 224)
 B1, DYNAMIC, BOUNDED = "auto, batch 1", "auto, dynamic batch", "auto, batch bounded 1..N"
 
 
-def write_ir(onnx_path: Path, directory: Path, bound: int | None) -> Path:
-    """The ONNX file as an f32 OpenVINO IR in ``directory``, its batch bounded to 1..bound (None: as is)."""
+def write_ir(onnx_path: Path, directory: Path, bound: int | None, extension: list | None = None) -> Path:
+    """The ONNX file as an f32 OpenVINO IR in ``directory``, its batch bounded to 1..bound (None: as is);
+    extension: conversion rules for ov.convert_model (custom-domain nodes)."""
     import openvino as ov
 
-    model = ov.convert_model(str(onnx_path))
+    model = ov.convert_model(str(onnx_path), extension=extension)
     if bound is not None:
         shape = model.input(0).get_partial_shape()
         shape[0] = ov.Dimension(1, bound)
@@ -104,14 +102,11 @@ def main() -> None:
     context = run_context() | {"bound": args.bound}
     groups = []
     for arch in args.archs:
-        with torch.no_grad():
-            model = randomize_(create_model(arch), seed=0).eval()
-            twin = randomize_(create_model(get_arch(arch).static_twin), seed=0).eval()
+        model, twin = model_and_twin(arch)
         log(arch)
         with tempfile.TemporaryDirectory(prefix="odexport-bounded-") as work:
             work = Path(work)
-            paths = {TWIN: convert_model(twin, target="openvino", output=work / "twin", imgsz=SIZE, batch=1,
-                                         verify=False).model_file}
+            paths = {TWIN: write_twin(twin, "openvino", work)}
             for name, batch in ((B1, 1), (DYNAMIC, "dynamic")):
                 onnx.save(auto_onnx(model, "openvino", batch, work), work / f"{batch}.onnx")
             paths[B1] = write_ir(work / "1.onnx", work / "b1", None)
@@ -121,11 +116,7 @@ def main() -> None:
             check_bounded({item.name: item for item in loaded}, args.bound)
             groups.append({"arch": arch, **measure_probed(loaded, args.rounds, args.round_seconds, batch8=True)})
         log(markdown_group(groups[-1]))
-    context["load_end"] = [round(value, 2) for value in os.getloadavg()]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps({"context": context, "groups": groups}, indent=1) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(context, groups))
-    print(markdown(context, groups))
+    print(save_results(args.output, context, {"groups": groups}, lambda context: markdown(context, groups)))
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ after the other, not interleaved: the split is what this is for, not the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import torch
 
-from default import run_context  # beside this script
+from default import run_context, save_results  # beside this script
 from odexport.api import convert_file
 from odexport.checkpoint import save_official_checkpoint
 from odexport.models import ODConv2d, create_model, get_arch, randomize_
@@ -151,10 +150,8 @@ def main() -> None:
         odconv = layers(default_artifact(args.arch, args.kernel_num, args.runtime, work, args.precision), args.runtime)
         twin = layers(default_artifact(get_arch(args.arch).static_twin, None, args.runtime, work, args.precision),
                       args.runtime)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps({"context": context, "odconv": odconv, "twin": twin}, indent=1) + "\n")
-    output.with_suffix(".md").write_text(markdown(context, odconv, twin))
-    print(output.with_suffix(".md").read_text())
+    print(save_results(output, context, {"odconv": odconv, "twin": twin},
+                       lambda context: markdown(context, odconv, twin)))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -108,11 +109,35 @@ def load(name: str, path: Path, runtime: str) -> Loaded:
     return Loaded(name, path, dynamic, lambda x: session.run(None, {first.name: x}))
 
 
+def model_and_twin(arch: str, kernel_num: int | None = None) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The seeded zoo model (at ``kernel_num``, else the architecture's own) and its seeded static twin, in
+    eval mode: what every benchmark here compares."""
+    kwargs = {} if kernel_num is None else {"kernel_num": kernel_num}
+    with torch.no_grad():
+        model = randomize_(create_model(arch, **kwargs), seed=0).eval()
+        twin = randomize_(create_model(get_arch(arch).static_twin), seed=0).eval()
+    return model, twin
+
+
+def write_twin(twin: torch.nn.Module, target: str, work: Path) -> Path:
+    """The static twin as convert writes it for ``target`` at batch 1, in work/twin: every ratio's reference."""
+    return convert_model(twin, target=target, output=work / "twin", imgsz=SIZE, batch=1, verify=False).model_file
+
+
+def save_results(output: Path, context: dict, results: dict, markdown: Callable[[dict], str]) -> str:
+    """Stamps the load average at the end on ``context``, writes {"context": context, **results} to
+    output.json and markdown(context) to output.md, and returns that markdown."""
+    context["load_end"] = [round(value, 2) for value in os.getloadavg()]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps({"context": context, **results}, indent=1) + "\n")
+    text = markdown(context)
+    output.with_suffix(".md").write_text(text)
+    return text
+
+
 def write_variants(model, twin, runtime: str, variants: list[str], work: Path, log) -> dict[str, Path]:
     target = {"openvino": "openvino", "onnxruntime": "onnxruntime"}[runtime]
-    paths = {TWIN: convert_model(twin, target=target, output=work / "twin", imgsz=SIZE, batch=1,
-                                 verify=False).model_file,
-             NAIVE: naive_export(model, work / "naive", 1, SIZE)}
+    paths = {TWIN: write_twin(twin, target, work), NAIVE: naive_export(model, work / "naive", 1, SIZE)}
     for name in variants:
         began = time.perf_counter()
         options = VARIANTS[name] or {}
@@ -217,9 +242,7 @@ def main() -> None:
     placements = PlacementLog()  # one for the run: the more probes, the better apart is told from together
     for arch in args.archs:
         for kernel_num in args.kernel_nums:
-            with torch.no_grad():
-                model = randomize_(create_model(arch, kernel_num=kernel_num), seed=0).eval()
-                twin = randomize_(create_model(get_arch(arch).static_twin), seed=0).eval()
+            model, twin = model_and_twin(arch, kernel_num)
             for runtime in args.runtimes:
                 log(f"{arch} {kernel_num}x {runtime}")
                 with tempfile.TemporaryDirectory(prefix="odexport-default-") as work:
@@ -230,10 +253,7 @@ def main() -> None:
                 groups.append({"arch": arch, "kernel_num": kernel_num, "runtime": runtime, **measured,
                                "dynamic": {item.name: item.dynamic for item in loaded}})
                 log(markdown_group(groups[-1]))
-    context["load_end"] = [round(value, 2) for value in os.getloadavg()]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps({"context": context, "groups": groups}, indent=1) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(context, groups))
+    save_results(args.output, context, {"groups": groups}, lambda context: markdown(context, groups))
 
 
 def ns(value: float | None) -> str:
