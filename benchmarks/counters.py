@@ -52,7 +52,9 @@ def layers(artifact: Path, runtime: str) -> dict:
 
 
 def _convolves(layer: dict) -> bool:
-    return any("conv" in kind.lower() for kind in (*layer["exec_types"], *layer.get("op_ms", {})))
+    """Whether a module's nodes include a convolution, by node type (OpenVINO's int8 kernel names, such as
+    jit_avx2_I8, do not say it)."""
+    return any("conv" in op.lower() for op in layer["op_ms"])
 
 
 def split(odconv: dict, twin: dict) -> dict:
