@@ -79,3 +79,12 @@ class NodeTime:
 # A runtime's executed graph for attributing times: (node name, input tensors, output tensors, the names of
 # the original nodes it computes, itself first).
 GraphNode = tuple[str, list[str], list[str], list[str]]
+
+
+def timing_calibration(shape: tuple[int | None, ...], batches: int = 2) -> list[np.ndarray]:
+    """Calibration for a graph that is only timed, never used (`auto` timing a candidate at an int8
+    target): seeded noise at ``shape`` (a dynamic dimension, None, taken as 1). An int8 kernel runs as
+    fast whatever scales calibration sets, so nothing better than noise is needed."""
+    concrete = tuple(1 if size is None else size for size in shape)
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(concrete, dtype=np.float32) for _ in range(batches)]

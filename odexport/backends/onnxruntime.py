@@ -18,7 +18,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 from ..lowering.custom_op import OP_TYPE
-from .base import MODEL_STEM, GraphNode, NodeTime, RunOptions, Runner, WriteRequest
+from ..precisions import get_precision
+from .base import MODEL_STEM, GraphNode, NodeTime, RunOptions, Runner, WriteRequest, timing_calibration
 from .graph import onnx_io, onnx_metadata, read_onnx_graph, with_outputs
 from .registry import Backend, Target, register_backend, register_target
 
@@ -124,11 +125,7 @@ def quantize_onnx_int8(source: Path, destination: Path, batches: Iterable[np.nda
     an instruction whose 16-bit sums saturate at full range, which cost 10% top-1 agreement on an AVX2
     machine. The artifact must stay right on whichever CPU it is deployed to, so this is not per machine.
     """
-    model = onnx.load(str(source))
-    constants = {init.name for init in model.graph.initializer}
-    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
-    run_time_kernels = [node.name for node in model.graph.node
-                        if node.op_type == "Conv" and node.input[1] not in constants]
+    _, run_time_kernels = _convolutions_by_weight(onnx.load(str(source)))
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # ORT advises pre-processing on the root logger; our graph is simplified already
@@ -139,6 +136,32 @@ def quantize_onnx_int8(source: Path, destination: Path, batches: Iterable[np.nda
                         weight_type=QuantType.QInt8, reduce_range=True)
     finally:
         root.setLevel(level)
+
+
+def _convolutions_by_weight(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
+    """(names of the Conv nodes whose weight is a constant, names of those whose kernel is computed at run
+    time)."""
+    constants = {init.name for init in model.graph.initializer}
+    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    convolutions = [node for node in model.graph.node if node.op_type == "Conv"]
+    return ([node.name for node in convolutions if node.input[1] in constants],
+            [node.name for node in convolutions if node.input[1] not in constants])
+
+
+def _timing_runner(path: Path, precision: str) -> Runner:
+    """An fp32 ONNX file run as the ONNX targets' file at ``precision`` would run (how `auto` times
+    candidates): at a quantized precision, quantized first as the targets quantize, so that a
+    constant-weight form is timed on its int8 kernels, against the float run-time kernels left alone."""
+    if get_precision(precision).quantized:
+        model = onnx.load(str(path))
+        constant_weights, _ = _convolutions_by_weight(model)
+        if constant_weights:
+            first = model.graph.input[0]
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in first.type.tensor_type.shape.dim)
+            quantized = path.with_name(f"{path.stem}.{precision}.onnx")  # beside the candidate, in auto's scratch
+            quantize_onnx_int8(path, quantized, timing_calibration(shape), first.name)
+            path = quantized
+    return OnnxRuntimeRunner(path)
 
 
 class _Calibration(CalibrationDataReader):
@@ -202,11 +225,12 @@ def _node_times(model_file: Path, options: RunOptions, shape: tuple[int, ...], f
 PRECISIONS = tuple(_WRITE_AT)
 
 register_target(Target("onnx", "portable ONNX file (runs in any ONNX runtime)", write_onnx, OnnxRuntimeRunner,
-                       precisions=PRECISIONS))
+                       precisions=PRECISIONS, runner_at=_timing_runner))
 # The offline optimisations write ONNX Runtime's own fused operators (com.microsoft FusedConv, FusedGemm):
 # other runtimes that read ONNX may load such a file and compute wrong outputs.
 register_target(Target(NAME, "ONNX with ONNX Runtime graph optimizations applied offline (ONNX Runtime only)",
-                       write_optimized, OnnxRuntimeRunner, precisions=PRECISIONS, runs_on=(NAME,)))
+                       write_optimized, OnnxRuntimeRunner, precisions=PRECISIONS, runs_on=(NAME,),
+                       runner_at=_timing_runner))
 # ONNX Runtime has no inference-precision option: a session computes what the file holds (an int8 file's
 # float rest in fp32).
 register_backend(Backend(NAME, "ONNX Runtime on the CPU", (".onnx",), OnnxRuntimeRunner,

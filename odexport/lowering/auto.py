@@ -4,10 +4,10 @@ Candidates are the lowerings that can be mixed within one graph (no whole-graph 
 `custom-op`) and that fit the export: with a dynamic batch `decomposed` and, for depthwise layers,
 `depthwise-taps`; with a fixed batch the run-time-kernel forms too. Each is exported as a one-layer graph
 at the layer's real input shape (with a dynamic batch when the model has one: runtimes compile those
-differently), timed on the target runtime (odexport/lowering/tuning.py), and the fastest is kept,
-`decomposed` (constant weights) on a near tie. A target that needs constant weights (int8) leaves only `decomposed`,
-except for depthwise layers at a fixed batch, which stay float where a run-time kernel is faster.
-Timings are cached per machine, so converting again measures nothing.
+differently), timed on the target runtime at the target's precision (odexport/lowering/tuning.py), and
+the fastest is kept, `decomposed` (constant weights) on a near tie. At int8 the target quantizes each
+candidate before timing it, so a layer stays float, in a run-time-kernel form the quantizer leaves alone,
+only where that beats its int8 form. Timings are cached per machine, so converting again measures nothing.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ def lowering_names() -> list[str]:
     return list_lowerings() + [AUTO]
 
 
-def auto_candidates(*, dynamic_batch: bool, constant_weights: bool = False) -> list[Lowering]:
+def auto_candidates(*, dynamic_batch: bool) -> list[Lowering]:
     lowerings = [get_lowering(name) for name in AUTO_CANDIDATES]
-    return [lowering for lowering in lowerings
-            if (lowering.dynamic_batch or not dynamic_batch) and (lowering.constant_weights or not constant_weights)]
+    return [lowering for lowering in lowerings if lowering.dynamic_batch or not dynamic_batch]
 
 
 @dataclass
@@ -52,7 +51,8 @@ class MeasuredChooser:
     """layer -> the fastest candidate Lowering for that layer, timed at its input shape.
 
     input_shapes: {layer path: [B, C_in, H, W] it receives at the export size}.
-    make_runner: ONNX path -> a runner of the target runtime, at the target's precision and threads.
+    make_runner: ONNX path -> a runner of the target runtime, running it as the target's artifact at its
+    precision would run (quantized first at int8).
     timings: what was measured or found cached, per layer path (for the manifest).
     """
 
@@ -63,18 +63,12 @@ class MeasuredChooser:
     cache: TimingCache = field(default_factory=TimingCache)
     reporter: Reporter = field(default_factory=SilentReporter)
     timings: dict[str, LayerTiming] = field(default_factory=dict)
-    # When set (a quantized target with a fixed batch), depthwise layers choose among these instead: a
-    # depthwise kernel is tiny and memory-bound, so int8 gains it little, while its constant-weight form
-    # (im2col into a grouped 1x1 conv) costs many times its run-time-kernel form (`benchmarks/sweep.py
-    # --archs od_mobilenetv2_100 --precisions fp32 int8`: 1x int8 at 20x its int8 twin with every layer
-    # decomposed, 4.6x with depthwise layers float).
-    depthwise_candidates: list[Lowering] = field(default_factory=list)
     export_options: ExportOptions | None = None  # the timed graphs are exported as the model is
     dynamic_batch: bool = False  # the timed graphs have a dynamic batch when the model will
 
     def candidates_for(self, layer: LayerLike) -> list[Lowering]:
         if is_depthwise(layer.spec):
-            return self.depthwise_candidates or self.candidates
+            return self.candidates
         # Elsewhere a depthwise-only form is `decomposed`: timing it again would measure nothing new.
         return [c for c in self.candidates if c.name not in DEPTHWISE_ONLY]
 

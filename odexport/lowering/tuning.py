@@ -36,9 +36,9 @@ from ..odconv import ODConvSpec
 from ..scratch import dead_owner, process_tag, scratch_directory
 from .registry import Lowering
 
-# Bump when a candidate lowering's graph changes: its cached timings no longer describe it (2: decomposed's
-# im2col from one-hot depthwise convolutions).
-CACHE_FORMAT = 2
+# Bump when a candidate lowering's graph, or how it is timed, changes: its cached timings no longer describe
+# it (2: decomposed's im2col from one-hot depthwise convolutions; 3: int8 candidates timed quantized).
+CACHE_FORMAT = 3
 # Per candidate: at least this many timed runs, then more until the budget is spent (whichever is later).
 MIN_RUNS = 15
 BUDGET_SECONDS = 0.4

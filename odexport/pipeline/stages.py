@@ -119,15 +119,13 @@ def choose_lowerings(job: Job, unrecognised: list):
     options = job.options
     if options.lowering != AUTO:
         return layer_chooser(options.lowering)
-    # A quantized artifact needs constant convolution weights to quantize (depthwise layers excepted).
-    candidates = auto_candidates(dynamic_batch=options.batch is None, constant_weights=options.quantized)
-    depthwise = auto_candidates(dynamic_batch=False) if options.quantized and options.batch else []
-    # Input shapes cost a forward pass; with one candidate there is nothing to time.
-    shapes = _input_shapes(job, unrecognised) if max(len(candidates), len(depthwise)) > 1 else {}
-    return MeasuredChooser(shapes, _timing_context(job.target, options.precision, options.export),
-                           job.target.timing_runner(options.precision), candidates, reporter=job.reporter,
-                           depthwise_candidates=depthwise, export_options=options.export,
-                           dynamic_batch=options.batch is None)
+    # At int8 every candidate competes too: the target's timing runner quantizes each as it would be
+    # quantized, and a layer whose run-time kernel wins stays float.
+    candidates = auto_candidates(dynamic_batch=options.batch is None)
+    context = _timing_context(job.target, options.precision, options.export)
+    return MeasuredChooser(_input_shapes(job, unrecognised), context, job.target.timing_runner(options.precision),
+                           candidates, reporter=job.reporter,
+                           export_options=options.export, dynamic_batch=options.batch is None)
 
 
 def _input_shapes(job: Job, unrecognised: list) -> dict[str, tuple[int, ...]]:

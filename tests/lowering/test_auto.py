@@ -13,11 +13,14 @@ from odexport.conversion import convert_model
 from odexport.errors import InputError
 from odexport.export import export_onnx
 from odexport.lowering import get_lowering
+from odexport.odconv import describe_official
 from odexport.lowering.auto import AUTO_CANDIDATES, DEPTHWISE_ONLY, auto_candidates
-from odexport.lowering.tuning import TimingCache, TimingContext, choose_fastest, default_cache_path
+from odexport.lowering.tuning import TimingCache, TimingContext, choose_fastest, default_cache_path, timing_module
+from odexport.backends import get_target
+from odexport.backends.quantization import quantized_convolutions
 from odexport.rewrite import lower_model
 from odexport.backends.onnxruntime import OnnxRuntimeRunner
-from strategies import tiny_od_net
+from strategies import LayerCase, build_layer, tiny_od_net
 
 
 def test_a_dynamic_batch_times_only_dynamic_batch_forms_and_only_where_they_differ(tmp_path):
@@ -95,10 +98,9 @@ def test_near_ties_keep_constant_weights():
     assert choose_fastest({"decomposed": 1.5, "dynamic-weight": 1.0, "folded-weight": 1.2}, order) == "dynamic-weight"
 
 
-def test_constant_weight_targets_leave_only_decomposed():
-    assert [c.name for c in auto_candidates(dynamic_batch=False, constant_weights=True)] == ["decomposed"]
-    assert [c.name for c in auto_candidates(dynamic_batch=True, constant_weights=True)] == ["decomposed"]
+def test_a_dynamic_batch_leaves_only_the_forms_that_serve_one():
     assert [c.name for c in auto_candidates(dynamic_batch=True)] == ["decomposed", "depthwise-taps"]
+    assert [c.name for c in auto_candidates(dynamic_batch=False)] == list(AUTO_CANDIDATES)
 
 
 def test_unknown_lowering_names_the_choices(tmp_path):
@@ -115,18 +117,61 @@ def test_timings_are_taken_at_the_target_precision(tmp_path):
     assert any(key.startswith("openvino") and "|bf16|" in key for key in contexts)
 
 
-def test_int8_keeps_every_layer_but_depthwise_ones_quantizable(tmp_path):
-    result = convert_model(tiny_od_net(), target="openvino", output=tmp_path / "int8", imgsz=32, lowering="auto",
-                           batch=1, precision="int8", calibration="synthetic", calibration_size=8, verify=False)
+def _int8_layers(result) -> tuple[dict[str, dict], set[str]]:
+    """({path: manifest record} of the ODConv layers, paths of those with int8 convolutions), after checking
+    that a layer in a constant-weight form was quantized and that every other one says why it stayed float."""
     layers = {layer["path"]: layer for layer in result.manifest["odconv_layers"]}
-    assert layers["conv1"]["lowering"] == layers["pw"]["lowering"] == "decomposed"
-    # The depthwise layer was timed against the run-time-kernel forms, and its choice is what was fastest.
-    assert set(layers["dw"]["auto"]["timings_ms"]) == set(AUTO_CANDIDATES)
-    floats = {entry["path"] for entry in result.manifest["quantization"]["odconv_layers_float"]}
-    assert floats == (set() if get_lowering(layers["dw"]["lowering"]).constant_weights else {"dw"})
+    record = result.manifest["quantization"]
+    quantized = {entry["path"] for entry in record["odconv_layers_quantized"]}
+    floats = {entry["path"]: entry["reason"] for entry in record["odconv_layers_float"]}
+    assert quantized | set(floats) == set(layers) and not quantized & set(floats)
+    for path, layer in layers.items():
+        if get_lowering(layer["lowering"]).constant_weights:
+            assert path in quantized, (path, layer["lowering"])
+        elif path in floats:
+            assert layer["lowering"] in floats[path]  # "computed at run time by the <lowering> lowering"
+    return layers, quantized
 
 
-def test_int8_with_a_dynamic_batch_decomposes_every_layer(tmp_path):
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_int8_keeps_a_layer_float_only_where_its_run_time_kernel_beat_its_int8_form(tmp_path, target):
+    result = convert_model(tiny_od_net(), target=target, output=tmp_path / "int8", imgsz=32, lowering="auto",
+                           batch=1, precision="int8", calibration="synthetic", calibration_size=8, verify=False)
+    layers, _ = _int8_layers(result)
+    for path, layer in layers.items():
+        timings = layer["auto"]["timings_ms"]
+        assert set(timings) == set(AUTO_CANDIDATES) - (set() if path == "dw" else set(DEPTHWISE_ONLY))
+        assert layer["lowering"] == choose_fastest(timings, list(AUTO_CANDIDATES))
+    assert any(key.startswith(("onnxruntime", "openvino")) and "|int8|" in key
+               for key in json.loads(default_cache_path().read_text())["timings"])
+
+
+def test_int8_with_a_dynamic_batch_times_only_the_forms_that_serve_one(tmp_path):
     result = convert_model(tiny_od_net(), target="openvino", output=tmp_path / "int8", imgsz=32, lowering="auto",
                            batch="dynamic", precision="int8", calibration="synthetic", calibration_size=8, verify=False)
-    assert {layer["lowering"] for layer in result.manifest["odconv_layers"]} == {"decomposed"}
+    layers, quantized = _int8_layers(result)
+    assert layers["conv1"]["lowering"] == layers["pw"]["lowering"] == "decomposed"
+    assert {"conv1", "pw"} <= quantized
+    assert set(layers["dw"]["auto"]["timings_ms"]) == {"decomposed", "depthwise-taps"}
+
+
+@pytest.mark.parametrize("target", ["onnx", "onnxruntime", "openvino"])
+def test_int8_candidates_are_timed_quantized_and_run_time_kernels_as_they_are(tmp_path, target):
+    """`auto` at int8 compares a constant-weight form on its int8 kernels with a run-time-kernel form in
+    float: each candidate runs as the quantized artifact would run it."""
+    layer, _ = build_layer(LayerCase(in_channels=8, out_channels=8, kernel_size=3, stride=1, padding=1, dilation=1,
+                                     groups=1, kernel_num=1, reduction=0.25, temperature=1.0, batch=1, height=12,
+                                     width=12, seed=3))
+    spec = describe_official(layer)
+    feed = {"input": np.random.default_rng(1).standard_normal((1, 8, 12, 12), dtype=np.float32)}
+    make_runner = get_target(target).timing_runner("int8")
+    for name in ("decomposed", "dynamic-weight"):
+        candidate = tmp_path / f"{name}.onnx"
+        export_onnx(timing_module(spec, get_lowering(name)), candidate, torch.zeros(1, 8, 12, 12))
+        runner = make_runner(candidate)
+        written = sorted(path.name for path in tmp_path.glob(f"{name}.int8.*"))
+        assert runner.infer(feed)[runner.output_names[0]].shape == (1, 8, 12, 12)
+        if get_lowering(name).constant_weights:
+            assert written and quantized_convolutions(tmp_path / written[-1]), written
+        else:
+            assert written == []  # nothing to quantize: timed as the float file it stays

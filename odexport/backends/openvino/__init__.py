@@ -11,11 +11,12 @@ import numpy as np
 import openvino as ov
 
 from ...errors import InputError
-from ..base import FLAT, GraphNode, NodeTime, RunOptions, Runner
+from ...precisions import get_precision
+from ..base import FLAT, GraphNode, NodeTime, RunOptions, Runner, timing_calibration
 from ..graph import Node, TensorGraph
 from ..registry import Backend, Target, register_backend, register_target
 from .ir import INFERENCE_PRECISION, PRECISIONS, read_model_info, write_ir
-from .quantization import quantized_openvino_convolutions
+from .quantization import has_constant_weight_convolutions, quantize_openvino_int8, quantized_openvino_convolutions
 from .runner import NAME, OpenVINORunner, read_model
 
 __all__ = ["OpenVINORunner", "INFERENCE_PRECISION"]
@@ -124,7 +125,15 @@ def _executed(op) -> GraphNode:
 
 
 def _timing_runner(path: Path, precision: str) -> Runner:
-    """An fp32 ONNX file run as an IR written at ``precision`` would run (how `auto` times candidates)."""
+    """An fp32 ONNX file run as an IR written at ``precision`` would run (how `auto` times candidates): at
+    a quantized precision, quantized first as write_ir quantizes, so that a constant-weight form is timed on
+    the int8 kernels it will run on, against the float run-time kernels the quantizer leaves alone."""
+    if get_precision(precision).quantized:
+        model = read_model(path)
+        if has_constant_weight_convolutions(model):
+            shape = tuple(None if d.is_dynamic else d.get_length() for d in model.inputs[0].get_partial_shape())
+            path = path.with_name(f"{path.stem}.{precision}.xml")  # beside the candidate, in auto's scratch
+            ov.save_model(quantize_openvino_int8(model, timing_calibration(shape)), str(path), compress_to_fp16=False)
     return OpenVINORunner(path, precision=INFERENCE_PRECISION[precision])
 
 

@@ -45,6 +45,12 @@ def quantize_openvino_int8(model: ov.Model, batches: list[np.ndarray], advance: 
                              ignored_scope=ignored, preset=nncf.QuantizationPreset.PERFORMANCE)
 
 
+def has_constant_weight_convolutions(model: ov.Model) -> bool:
+    """Whether NNCF has any convolution in ``model`` to quantize (one whose weights are constants)."""
+    return any(op.get_type_name() in _CONVOLUTIONS and _is_constant(op.input_value(1).get_node())
+               for op in model.get_ordered_ops())
+
+
 def _is_constant(node) -> bool:
     """A Constant, possibly behind the Convert/Subtract/Multiply chain of a compressed weight."""
     while node.get_type_name() in _WEIGHT_CHAIN:
