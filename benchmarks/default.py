@@ -61,6 +61,9 @@ VARIANTS: dict[str, dict | None] = {
     # over its fp32 beside the twin's own, in the same rounds (issue 17 item 4).
     "default-int8": {"precision": "int8", "calibration": "synthetic"},
     "twin-int8": {"precision": "int8", "calibration": "synthetic"},
+    # Every layer in its int8 form: the default int8 before `auto` timed candidates quantized, for a model
+    # without depthwise layers (od_resnet18), so that the two can be timed in the same rounds.
+    "decomposed-int8": {"lowering": "decomposed", "batch": 1, "precision": "int8", "calibration": "synthetic"},
 }
 TWIN, NAIVE = "static twin", "naive export"
 # Issue 17's targets for the default artifact at batch 1 (ratio to the static twin), f32 only: this CPU
