@@ -18,10 +18,11 @@ def quantized_convolutions(model_file: Path) -> list[str]:
     return able[0].quantized_convolutions(model_file) if able else []
 
 
-def odconv_quantization(model_file: Path, layers: list) -> dict:
+def odconv_quantization(model_file: Path, layers: list, *, timed: bool = False) -> dict:
     """Which ODConv layers run int8 convolutions and which stayed float (and why).
 
-    layers: the LoweredLayer records of the conversion (path, lowering name, lowering's constant_weights).
+    layers: the LoweredLayer records of the conversion (path, lowering name, lowering's constant_weights);
+    timed: `auto` chose the lowerings by timing each layer's int8 form against its float ones.
     """
     quantized = quantized_convolutions(model_file)
     per_layer, left_float = [], []
@@ -35,6 +36,8 @@ def odconv_quantization(model_file: Path, layers: list) -> dict:
         reason = ("convolution kernel computed at run time by the "
                   f"{lowering.name} lowering (no constant weights to quantize)" if not lowering.constant_weights
                   else "the quantizer left its convolutions in float")
+        if timed and not lowering.constant_weights:
+            reason += ", which auto timed faster here than the layer's int8 form"
         left_float.append({"path": layer.path, "reason": reason})
     return {"quantized_convolutions": len(quantized), "odconv_layers_quantized": per_layer,
             "odconv_layers_float": left_float}

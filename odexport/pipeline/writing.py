@@ -16,6 +16,7 @@ from ..exporters import INPUT_NAME
 from ..outputs import flatten_outputs
 from ..manifest import ManifestRecord, TensorRecord, versions
 from ..inputs import batches, parity_inputs
+from ..lowering.auto import AUTO
 from ..backends import WriteRequest
 from ..backends.quantization import odconv_quantization
 from ..backends.torch import TorchRunner, reference_runner
@@ -81,7 +82,7 @@ def quantization_record(job: Job, rewritten: Rewritten, model_file: Path, sample
     calibration = job.options.calibration
     record = {"calibration": str(calibration) if not isinstance(calibration, np.ndarray) else "array (from Python)",
               "calibration_samples": len(samples)}
-    record |= odconv_quantization(model_file, rewritten.layers)
+    record |= odconv_quantization(model_file, rewritten.layers, timed=job.options.lowering == AUTO)
     for layer in record["odconv_layers_float"]:
         job.reporter.info(f"  - {layer['path']} stays float: {layer['reason']}")
     return record

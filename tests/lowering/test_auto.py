@@ -129,7 +129,7 @@ def _int8_layers(result) -> tuple[dict[str, dict], set[str]]:
         if get_lowering(layer["lowering"]).constant_weights:
             assert path in quantized, (path, layer["lowering"])
         elif path in floats:
-            assert layer["lowering"] in floats[path]  # "computed at run time by the <lowering> lowering"
+            assert layer["lowering"] in floats[path] and "auto timed faster" in floats[path], floats[path]
     return layers, quantized
 
 
