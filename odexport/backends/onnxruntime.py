@@ -152,15 +152,11 @@ def _timing_runner(path: Path, precision: str) -> Runner:
     """An fp32 ONNX file run as the ONNX targets' file at ``precision`` would run (how `auto` times
     candidates): at a quantized precision, quantized first as the targets quantize, so that a
     constant-weight form is timed on its int8 kernels, against the float run-time kernels left alone."""
-    if get_precision(precision).quantized:
-        model = onnx.load(str(path))
-        constant_weights, _ = _convolutions_by_weight(model)
-        if constant_weights:
-            first = model.graph.input[0]
-            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in first.type.tensor_type.shape.dim)
-            quantized = path.with_name(f"{path.stem}.{precision}.onnx")  # beside the candidate, in auto's scratch
-            quantize_onnx_int8(path, quantized, timing_calibration(shape), first.name)
-            path = quantized
+    if get_precision(precision).quantized and _convolutions_by_weight(onnx.load(str(path)))[0]:
+        [(name, shape)], _ = onnx_io(path)
+        quantized = path.with_name(f"{path.stem}.{precision}.onnx")  # beside the candidate, in auto's scratch
+        quantize_onnx_int8(path, quantized, timing_calibration(shape), name)
+        path = quantized
     return OnnxRuntimeRunner(path)
 
 

@@ -58,9 +58,13 @@ def _io(path: Path) -> tuple[list[tuple[str, tuple]], tuple[str, ...]]:
     except Exception as error:
         raise InputError(f"{path}: not a readable OpenVINO IR ({type(error).__name__})",
                          hint="pass a model.xml written by odexport convert or openvino.save_model") from None
-    inputs = [(port.get_any_name(), tuple(None if d.is_dynamic else d.get_length() for d in port.get_partial_shape()))
-              for port in model.inputs]
+    inputs = [(port.get_any_name(), _shape(port)) for port in model.inputs]
     return inputs, tuple(port.get_any_name() for port in model.outputs)
+
+
+def _shape(port) -> tuple[int | None, ...]:
+    """A model input's shape, None for a dynamic axis."""
+    return tuple(None if d.is_dynamic else d.get_length() for d in port.get_partial_shape())
 
 
 def _exposing(model_file: Path, tensors: list[str], workdir: Path) -> Runner:
@@ -131,9 +135,9 @@ def _timing_runner(path: Path, precision: str) -> Runner:
     if get_precision(precision).quantized:
         model = read_model(path)
         if has_constant_weight_convolutions(model):
-            shape = tuple(None if d.is_dynamic else d.get_length() for d in model.inputs[0].get_partial_shape())
+            calibration = timing_calibration(_shape(model.inputs[0]))
             path = path.with_name(f"{path.stem}.{precision}.xml")  # beside the candidate, in auto's scratch
-            ov.save_model(quantize_openvino_int8(model, timing_calibration(shape)), str(path), compress_to_fp16=False)
+            ov.save_model(quantize_openvino_int8(model, calibration), str(path), compress_to_fp16=False)
     return OpenVINORunner(path, precision=INFERENCE_PRECISION[precision])
 
 
