@@ -105,7 +105,6 @@ def breakdown(runtime: str, runs: int, nodes: list[NodeTime], places: dict[str, 
               odconv_layers: list[str]) -> LayerBreakdown:
     """Group ``nodes`` by module. places: {node name: a scoped node name it belongs to} for nodes whose own
     name has no scope (from the runtime's graph); odconv_layers: module paths of the ODConv layers."""
-    times: dict[tuple[str, str], float] = defaultdict(float)
     counts: dict[tuple[str, str], int] = defaultdict(int)
     kernels: dict[tuple[str, str], set[str]] = defaultdict(set)
     op_ms: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -114,15 +113,14 @@ def breakdown(runtime: str, runs: int, nodes: list[NodeTime], places: dict[str, 
     for node in nodes:
         place = node.name if node.name.startswith("/") else places.get(node.name)
         key = classify(module_path(place) if place else None, layers)
-        times[key] += node.ms
         counts[key] += 1
         kernels[key].add(node.exec_type)
         op_ms[key][node.op] += node.ms
+    rows = sorted((LayerTime(*key, sum(ops.values()), counts[key], tuple(sorted(kernels[key])),
+                             dict(sorted(ops.items()))) for key, ops in op_ms.items()), key=lambda row: -row.ms)
     by_category = {category: 0.0 for category in CATEGORIES}
-    for (_, category), ms in times.items():
-        by_category[category] += ms
-    rows = sorted((LayerTime(*key, ms, counts[key], tuple(sorted(kernels[key])), dict(sorted(op_ms[key].items())))
-                   for key, ms in times.items()), key=lambda row: -row.ms)
+    for row in rows:
+        by_category[row.category] += row.ms
     reference = tuple(node for node in nodes if node.exec_type.startswith("ref"))
     return LayerBreakdown(runtime, runs, sum(by_category.values()), by_category, tuple(rows), reference)
 
