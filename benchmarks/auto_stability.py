@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from default import (NAIVE, SIZE, THREADS, TWIN, conditions, load, measure_probed,  # beside this script
-                     model_and_twin, run_context, save_results, write_twin)
+from default import (NAIVE, SIZE, THREADS, TWIN, add_timing_arguments, conditions, load, log,  # beside this script
+                     measure_probed, model_and_twin, run_context, save_results, write_twin)
 from placement import PlacementLog
 from odexport.conversion import convert_model
 from odexport.profiling.comparison import naive_export
@@ -81,14 +80,10 @@ def main() -> None:
     parser.add_argument("--runtime", default="openvino", choices=["openvino", "onnxruntime"])
     parser.add_argument("--conversions", type=int, default=3)
     parser.add_argument("--groups", type=int, default=2, help="time the same files this many times over")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--round-seconds", type=float, default=0.3)
-    parser.add_argument("--attempts", type=int, default=3,
-                        help="measure again, up to this many times in all, while the two CPUs read apart")
+    add_timing_arguments(parser)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     model_name = f"{args.arch} {args.kernel_num}x"
     output = args.output or RESULTS / f"auto-stability-{args.arch}-{args.kernel_num}x-{args.runtime}"
     context = run_context() | {"model": model_name, "runtime": args.runtime}

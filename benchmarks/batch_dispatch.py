@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,8 +25,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from default import (TWIN, conditions, load, measure_probed, model_and_twin, run_context,  # beside this script
-                     save_results, write_twin)
+from default import (THREADS, TWIN, add_timing_arguments, conditions, load, log, measure_probed,  # beside this script
+                     model_and_twin, run_context, save_results, write_twin)
 from odexport.backends import get_target
 from odexport.console import SilentReporter
 from odexport.pipeline.options import convert_options
@@ -102,12 +101,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archs", nargs="+", default=["od_resnet18", "od_mobilenetv2_100"])
     parser.add_argument("--runtimes", nargs="+", default=["openvino", "onnxruntime"])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--round-seconds", type=float, default=0.3)
+    add_timing_arguments(parser, attempts=False)
     parser.add_argument("--output", type=Path, default=RESULTS / "batch-dispatch")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    torch.set_num_threads(THREADS)
     context = run_context()
     groups = []
     for arch in args.archs:

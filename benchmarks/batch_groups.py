@@ -26,7 +26,6 @@ Results: benchmarks/results/batch-groups.{json,md}, with the command that made t
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -36,8 +35,8 @@ import torch
 
 from batch_dispatch import auto_onnx  # beside this script
 from bounded_batch import write_ir
-from default import (THREADS, TWIN, Loaded, conditions, load, measure_probed, model_and_twin, run_context,
-                     save_results, write_twin)
+from default import (THREADS, TWIN, Loaded, add_timing_arguments, conditions, load, log, measure_probed,
+                     model_and_twin, run_context, save_results, write_twin)
 from placement import PlacementLog
 from odexport.backends.openvino.extension import attention_logits, kernel_attention
 from odexport.conversion import convert_model
@@ -170,14 +169,10 @@ def markdown(context: dict, groups: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archs", nargs="+", default=["od_resnet18", "od_mobilenetv2_100"])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--round-seconds", type=float, default=0.3)
-    parser.add_argument("--attempts", type=int, default=3,
-                        help="measure a group again, up to this many times in all, while its two CPUs read apart")
+    add_timing_arguments(parser, rounds=5)
     parser.add_argument("--output", type=Path, default=RESULTS / "batch-groups")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     context = run_context()
     groups, placements = [], PlacementLog()
     for arch in args.archs:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,7 +26,8 @@ import onnx
 import torch
 
 from batch_dispatch import auto_onnx  # beside this script
-from default import TWIN, conditions, load, measure_probed, model_and_twin, run_context, save_results, write_twin
+from default import (THREADS, TWIN, add_timing_arguments, conditions, load, log, measure_probed, model_and_twin,
+                     run_context, save_results, write_twin)
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = (224, 224)
@@ -93,12 +93,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archs", nargs="+", default=["od_resnet18", "od_mobilenetv2_100"])
     parser.add_argument("--bound", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--round-seconds", type=float, default=0.3)
+    add_timing_arguments(parser, attempts=False)
     parser.add_argument("--output", type=Path, default=RESULTS / "bounded-batch")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    torch.set_num_threads(THREADS)
     context = run_context() | {"bound": args.bound}
     groups = []
     for arch in args.archs:

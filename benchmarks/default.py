@@ -208,6 +208,20 @@ def measure_probed(loaded: list[Loaded], rounds: int, seconds: float, batch8: bo
             "attempts": attempt, "apart": apart, "results": results}
 
 
+def log(text: str) -> None:
+    """Progress on stderr, so that stdout holds only the results."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, *, rounds: int = 7, attempts: bool = True) -> None:
+    """--rounds and --round-seconds of measure_group, and (attempts) measure_probed's --attempts."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--round-seconds", type=float, default=0.3)
+    if attempts:
+        parser.add_argument("--attempts", type=int, default=3,
+                            help="measure a group again, up to this many times in all, while its two CPUs read apart")
+
+
 def run_context() -> dict:
     """machine() with the command that ran this benchmark script and when it started: what every result
     file records."""
@@ -231,15 +245,11 @@ def main() -> None:
     parser.add_argument("--kernel-nums", nargs="+", type=int, default=[1])
     parser.add_argument("--runtimes", nargs="+", default=["openvino", "onnxruntime"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--round-seconds", type=float, default=0.3)
+    add_timing_arguments(parser)
     parser.add_argument("--no-batch8", action="store_true", help="skip the batch-8 per-image runs")
-    parser.add_argument("--attempts", type=int, default=3,
-                        help="measure a group again, up to this many times in all, while its two CPUs read apart")
     parser.add_argument("--output", type=Path, default=RESULTS / "default")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     context = run_context()
     groups = []
     placements = PlacementLog()  # one for the run: the more probes, the better apart is told from together
